@@ -26,10 +26,13 @@ class Driver {
 
   // Opens a session, giving up after timeout (a zero timeout means the driver's default).
   // Errors: connect_failed, auth_failed (with SQLSTATE / native code when the database gave one).
-  virtual std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) = 0;
+  virtual std::unique_ptr<Connection> connect(const Dsn& dsn,
+                                              std::chrono::milliseconds timeout) = 0;
 };
 
-// Makes driver the one used for its scheme, replacing any earlier one. Thread-safe.
+// Makes driver the one used for its scheme (matched case-insensitively), replacing any earlier
+// one. Thread-safe, and usable from static initialisers. Throws Error{invalid_argument} for a null
+// driver or an empty scheme.
 void register_driver(std::shared_ptr<Driver> driver);
 
 // The driver for scheme, or nullptr. Thread-safe.

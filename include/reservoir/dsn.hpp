@@ -7,6 +7,11 @@
 //   odbc:DSN=shop;UID=app;PWD=secret
 //
 // Percent-escapes (%40 for @) are decoded in user, password, host, database and parameters.
+// Any other scheme takes the generic form scheme://[user[:password]@]host[:port][/database][?k=v].
+// IPv6 hosts go in brackets ([::1]:5432; host is then "::1"). Several hosts ("h1:5432,h2:5433",
+// for libpq) are kept in host as written, and port is then 0. A password may hold ':' and '@'
+// but must escape '/' and '?' (%2F, %3F); an '@' after the host part is rejected when there are
+// no credentials before it, as it almost always means such an unescaped password.
 #pragma once
 
 #include <cstdint>
@@ -17,12 +22,12 @@
 namespace reservoir {
 
 struct Dsn {
-  std::string scheme;    // "postgresql", "mariadb", "sqlite", "odbc", ... (aliases folded)
+  std::string scheme;  // "postgresql", "mariadb", "sqlite", "odbc", ... (aliases folded)
   std::string user;
   std::string password;
-  std::string host;      // may hold several comma-separated hosts for libpq
-  std::uint16_t port = 0;
-  std::string database;  // sqlite: the file path, or ":memory:"
+  std::string host;                           // may hold several comma-separated hosts for libpq
+  std::uint16_t port = 0;                     // 0 when not given (or with several hosts)
+  std::string database;                       // sqlite: the file path, or ":memory:"
   std::map<std::string, std::string> params;  // ?key=value pairs
   std::string connection_string;              // odbc: everything after "odbc:"
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace reservoir {
 
@@ -32,10 +33,10 @@ const char* to_string(GetMode mode) noexcept;
 GetMode parse_get_mode(std::string_view text);
 
 struct PoolOptions {
-  std::string dsn;           // required; see reservoir/dsn.hpp
-  std::string name;          // for logs and errors; defaults to the redacted DSN
-  std::uint32_t min = 1;     // connections kept open
-  std::uint32_t max = 10;    // hard cap (force_get extras aside); at least 1, at least min
+  std::string dsn;              // required; see reservoir/dsn.hpp
+  std::string name;             // for logs and errors; defaults to the redacted DSN
+  std::uint32_t min = 1;        // connections kept open
+  std::uint32_t max = 10;       // hard cap (force_get extras aside); at least 1, at least min
   std::uint32_t increment = 1;  // connections opened when the pool grows; at least 1
   GetMode get_mode = GetMode::timed_wait;
   // timed_wait's limit. 30 s by default: long enough to ride out a burst, short enough that a

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -20,6 +21,15 @@
 namespace reservoir {
 
 using Bytes = std::vector<std::byte>;
+
+namespace detail {
+// Used by Value::as<T>() to spot std::optional<U>; testing T::value_type instead would be
+// ill-formed for T = int.
+template <class T>
+inline constexpr bool kIsOptional = false;
+template <class T>
+inline constexpr bool kIsOptional<std::optional<T>> = true;
+}  // namespace detail
 
 enum class ValueType : std::uint8_t { null, boolean, integer, real, text, bytes };
 const char* to_string(ValueType type) noexcept;
@@ -71,8 +81,7 @@ class Value {
 
 template <class T>
 T Value::as() const {
-  if constexpr (requires { typename T::value_type; } &&
-                std::is_same_v<T, std::optional<typename T::value_type>>) {
+  if constexpr (detail::kIsOptional<T>) {
     if (is_null()) return std::nullopt;
     return as<typename T::value_type>();
   } else if constexpr (std::is_same_v<T, bool>) {

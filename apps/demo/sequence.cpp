@@ -1,0 +1,64 @@
+// apps/demo/sequence.cpp: the per-database SQL of the demo's sequence.
+#include "sequence.hpp"
+
+#include <array>
+#include <string>
+
+#include "reservoir/error.hpp"
+#include "reservoir/value.hpp"
+
+namespace demo {
+namespace {
+
+constexpr std::array<SequenceSql, 3> kSequences{{
+    // SQLite has no sequences: AUTOINCREMENT never reuses a rowid, even after deletes, and
+    // last_insert_rowid() is per connection, so concurrent threads each read their own insert.
+    {"sqlite",
+     "CREATE TABLE IF NOT EXISTS reservoir_demo_seq(id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT)",
+     "INSERT INTO reservoir_demo_seq(at) VALUES (datetime('now'))", "SELECT last_insert_rowid()"},
+    {"postgresql", "CREATE SEQUENCE IF NOT EXISTS reservoir_demo_seq", "",
+     "SELECT nextval('reservoir_demo_seq')"},
+    // MariaDB 10.3+ sequences; NEXTVAL takes the bare name, not a string.
+    {"mariadb", "CREATE SEQUENCE IF NOT EXISTS reservoir_demo_seq", "",
+     "SELECT NEXTVAL(reservoir_demo_seq)"},
+}};
+
+const SequenceSql& find_sql(std::string_view scheme) {
+  for (const SequenceSql& sql : kSequences) {
+    if (sql.scheme == scheme) return sql;
+  }
+  std::string known;
+  for (const SequenceSql& sql : kSequences) {
+    if (!known.empty()) known += ", ";
+    known += sql.scheme;
+  }
+  throw reservoir::Error(reservoir::ErrorCode::invalid_argument,
+                         "the demo has no sequence SQL for the DSN scheme '" + std::string(scheme) +
+                             "' (it knows " + known + ")");
+}
+
+}  // namespace
+
+Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(&find_sql(dsn.scheme)) {
+  if (dsn.scheme == "sqlite" && dsn.database == ":memory:") {
+    throw reservoir::Error(reservoir::ErrorCode::invalid_argument,
+                           "sqlite::memory: gives each pooled connection its own empty database, "
+                           "so connections cannot share a sequence; use a file, e.g. "
+                           "sqlite:///tmp/reservoir_demo.db");
+  }
+}
+
+void Sequence::create(reservoir::Connection& conn) const { conn.execute(sql_->create); }
+
+std::int64_t Sequence::next(reservoir::Connection& conn) const {
+  if (!sql_->advance.empty()) conn.execute(sql_->advance);
+  const reservoir::ResultSet rows = conn.query(sql_->fetch);
+  if (rows.size() != 1 || rows[0].size() != 1) {
+    throw reservoir::Error(reservoir::ErrorCode::internal,
+                           "expected one value from '" + std::string(sql_->fetch) + "', got " +
+                               std::to_string(rows.size()) + " row(s)");
+  }
+  return rows[0][0].as<std::int64_t>();
+}
+
+}  // namespace demo

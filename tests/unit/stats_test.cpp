@@ -1,0 +1,50 @@
+// tests/unit/stats_test.cpp: PoolStats::to_string(), one line of key=value pairs.
+#include "reservoir/stats.hpp"
+
+#include <gtest/gtest.h>
+
+namespace reservoir {
+namespace {
+
+TEST(StatsTest, AllCountersInOrder) {
+  PoolStats s;
+  s.opened = 3;
+  s.busy = 1;
+  s.idle = 2;
+  s.connecting = 4;
+  s.waiting = 5;
+  s.max_waiting = 6;
+  s.acquires = 7;
+  s.hits = 8;
+  s.misses = 9;
+  s.waits = 10;
+  s.timeouts = 11;
+  s.exhausted = 12;
+  s.creates = 13;
+  s.create_failures = 14;
+  s.drops = 18446744073709551615ull;
+  EXPECT_EQ(s.to_string(),
+            "opened=3 busy=1 idle=2 connecting=4 waiting=5 max_waiting=6 acquires=7 hits=8 "
+            "misses=9 waits=10 timeouts=11 exhausted=12 creates=13 create_failures=14 "
+            "drops=18446744073709551615");
+}
+
+TEST(StatsTest, Zero) {
+  EXPECT_EQ(PoolStats().to_string(),
+            "opened=0 busy=0 idle=0 connecting=0 waiting=0 max_waiting=0 acquires=0 hits=0 "
+            "misses=0 waits=0 timeouts=0 exhausted=0 creates=0 create_failures=0 drops=0");
+}
+
+TEST(StatsTest, LastConnectErrorIsQuotedOnOneLine) {
+  PoolStats s;
+  s.last_connect_error = "connection refused\nDETAIL: \"db1\" \\ down";
+  const std::string line = s.to_string();
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  const std::string suffix =
+      R"( drops=0 last_connect_error="connection refused\nDETAIL: \"db1\" \\ down")";
+  ASSERT_GE(line.size(), suffix.size());
+  EXPECT_EQ(line.substr(line.size() - suffix.size()), suffix);
+}
+
+}  // namespace
+}  // namespace reservoir
