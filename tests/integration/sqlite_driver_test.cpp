@@ -133,21 +133,21 @@ TEST_P(SqliteBothTest, EveryTypeRoundTrips) {
   conn_->execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
   const std::string unicode = "h\xC3\xA9llo w\xC3\xB6rld \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x8E\x89";
   const std::string with_nul("a\0b", 3);
-  const std::vector<std::pair<Value, std::string>> cases = {
-      {Value(), "null"},
-      {Value(std::numeric_limits<std::int64_t>::min()), "integer"},
-      {Value(std::numeric_limits<std::int64_t>::max()), "integer"},
-      {Value(0), "integer"},
-      {Value(-1.5), "real"},
-      {Value(1e300), "real"},
-      {Value(0.1), "real"},
-      {Value(std::numeric_limits<double>::denorm_min()), "real"},
-      {Value(unicode), "text"},
-      {Value(with_nul), "text"},
-      {Value(""), "text"},
-      {Value(bytes({0x00, 0xFF, 0x00, 0x01, 0x00})), "blob"},
-      {Value(Bytes{}), "blob"},
-  };
+  std::vector<std::pair<Value, std::string>> cases;  // value, expected typeof()
+  const auto add = [&](Value v, const char* storage) { cases.emplace_back(std::move(v), storage); };
+  add(Value(), "null");
+  add(Value(std::numeric_limits<std::int64_t>::min()), "integer");
+  add(Value(std::numeric_limits<std::int64_t>::max()), "integer");
+  add(Value(0), "integer");
+  add(Value(-1.5), "real");
+  add(Value(1e300), "real");
+  add(Value(0.1), "real");
+  add(Value(std::numeric_limits<double>::denorm_min()), "real");
+  add(Value(unicode), "text");
+  add(Value(with_nul), "text");
+  add(Value(""), "text");
+  add(Value(bytes({0x00, 0xFF, 0x00, 0x01, 0x00})), "blob");
+  add(Value(Bytes{}), "blob");
   for (std::size_t i = 0; i < cases.size(); ++i) {
     EXPECT_EQ(conn_->execute("INSERT INTO t(id, v) VALUES ($1, $2)", i, cases[i].first), 1u);
   }

@@ -164,7 +164,7 @@ void SqliteConnection::ping() {
   } catch (const Error& e) {
     if (e.code() == ErrorCode::connection_lost) throw;
     broken_ = true;
-    throw Error(ErrorCode::connection_lost, std::string("sqlite: ping failed: ") + e.what(),
+    throw Error(ErrorCode::connection_lost, std::string("ping failed: ") + e.what(),
                 {.native_code = e.native_code()});
   }
 }
@@ -172,8 +172,8 @@ void SqliteConnection::ping() {
 void SqliteConnection::reset() {
   ensure_usable();
   rollback();
-  // Prepared statements may have been compiled against the session's TEMP objects; drop them
-  // all rather than rely on SQLite noticing each schema change.
+  // A fresh session has no prepared statements either: none may refer to the TEMP objects and
+  // attached databases dropped below, and what one lease prepared should not stay with the next.
   cache_clear();
   drop_temp_objects();
   detach_databases();
@@ -249,8 +249,9 @@ std::uint64_t SqliteConnection::run(std::string_view sql, std::span<const Value>
     return 0;
   }
   if (only_comments(rest)) {
-    if (!use_cache || sql.size() > kMaxCachedSqlSize)
+    if (!use_cache || sql.size() > kMaxCachedSqlSize) {
       return run_statement(first.stmt, sql, params, out);
+    }
     sqlite3_stmt* stmt = cache_insert(sql, first.release());
     return run_statement(stmt, sql, params, out);
   }
