@@ -101,10 +101,9 @@ std::string stats_table(const reservoir::PoolStats& s) {
 int run(const demo::DemoOptions& options) {
   const reservoir::Dsn dsn = reservoir::Dsn::parse(options.pool.dsn);
   const demo::Sequence sequence(dsn);
+  const std::shared_ptr<reservoir::Pool> pool = reservoir::Pool::create(options.pool);
   Console console;
   console.line(describe(options, dsn));
-
-  const std::shared_ptr<reservoir::Pool> pool = reservoir::Pool::create(options.pool);
   {
     reservoir::Lease conn = pool->acquire();
     sequence.create(*conn);
@@ -156,7 +155,9 @@ int main(int argc, char** argv) {
     return run(options);
   } catch (const reservoir::Error& e) {
     std::cerr << program << ": " << reservoir::to_string(e.code()) << ": " << e.what() << "\n";
-    return e.code() == reservoir::ErrorCode::invalid_argument ? kExitUsage : kExitFailed;
+    if (e.code() != reservoir::ErrorCode::invalid_argument) return kExitFailed;
+    std::cerr << "Try '" << program << " --help'.\n";
+    return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << program << ": " << e.what() << "\n";
     return kExitFailed;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -66,8 +67,10 @@ class Connection {
   // connection instead of reusing it.
   virtual bool broken() const noexcept = 0;
 
-  // A real round trip to the database. Throws connection_lost when it fails.
-  virtual void ping() = 0;
+  // A real round trip to the database, given up after timeout (0: the driver's default).
+  // Throws connection_lost when it fails or times out (the connection is then broken()).
+  virtual void ping(std::chrono::milliseconds timeout) = 0;
+  void ping() { ping(std::chrono::milliseconds(0)); }
 
   // Brings the session back to a fresh state: rollback plus the driver's full session reset.
   virtual void reset() = 0;

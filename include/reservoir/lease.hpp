@@ -13,6 +13,9 @@
 // Thread safety: one Lease is used by one thread at a time; different leases are independent.
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include "reservoir/connection.hpp"
 
 namespace reservoir {
@@ -45,6 +48,13 @@ class [[nodiscard]] Lease {
   // Returns the connection to the pool now. Idempotent; never throws.
   void release() noexcept;
 
+  // Returns the connection and tags its session: later acquire({.tag = tag}) calls prefer it.
+  // An empty tag removes the tag. Idempotent; never throws.
+  void release(std::string_view tag) noexcept;
+
+  // The tag the connection carries (what the session callback or release(tag) set).
+  const std::string& tag() const;
+
   // Closes the connection instead of returning it (for a session in a state nobody should
   // inherit). Idempotent; never throws.
   void drop() noexcept;
@@ -52,6 +62,7 @@ class [[nodiscard]] Lease {
  private:
   friend class core::Engine;
   Lease(core::Engine* engine, core::Slot* slot) noexcept : engine_(engine), slot_(slot) {}
+  void end(bool drop, const std::string_view* tag) noexcept;
 
   core::Engine* engine_ = nullptr;
   core::Slot* slot_ = nullptr;

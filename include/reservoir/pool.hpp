@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <source_location>
+#include <string>
 
 #include "reservoir/lease.hpp"
 #include "reservoir/options.hpp"
@@ -50,14 +52,29 @@ class Pool {
   // background. At max, the get mode decides (see GetMode).
   // Errors: pool_exhausted (no_wait), pool_timeout (timed_wait; with live counters and the last
   // connect error), pool_closed, and the driver's connect error when this call opened a
-  // connection and that failed (connect_failed, auth_failed).
-  Lease acquire(const AcquireOptions& options = {});
+  // connection and the database refused it for good (auth_failed, an unknown database: errors
+  // that are not retryable). Retryable connect failures (the database is unreachable) are
+  // retried with backoff until the deadline, which then fails with pool_timeout carrying the
+  // last connect error; an acquire fails at once when the backoff leaves no attempt before its
+  // deadline and no connection is open that could be released to it.
+  // `where` is recorded for leak reports; leave it defaulted.
+  Lease acquire(const AcquireOptions& options = {},
+                std::source_location where = std::source_location::current());
 
   std::uint32_t opened() const noexcept;
   std::uint32_t busy() const noexcept;
   std::uint32_t idle() const noexcept;
   std::uint32_t waiting() const noexcept;
   PoolStats stats() const;
+
+  // The stats in Prometheus text exposition format, labelled pool="<name>".
+  std::string to_prometheus() const;
+
+  // Runs one maintenance pass now: closes connections idle past idle_timeout (above min) or past
+  // max_lifetime, reports leaked leases, and opens connections up to min. It runs by itself
+  // every maintenance_interval on the process's background threads; tests with a ManualClock
+  // call it directly.
+  void run_maintenance();
 
   // Changes sizing and get mode at run time. Raising min or max opens connections in the
   // background and wakes waiters; lowering max closes idle excess now and busy excess when it is
@@ -66,6 +83,7 @@ class Pool {
 
   // The options the pool was created with, with reconfigure()d values applied.
   PoolOptions options() const;
+  const std::string& name() const noexcept;
 
   // Closes the pool. Without force: throws pool_busy while leases are out (the pool stays
   // open). With force: closes idle connections now, revokes outstanding leases (using one

@@ -8,6 +8,7 @@
 #include "reservoir/lease.hpp"
 #include "reservoir/options.hpp"
 #include "reservoir/pool.hpp"
+#include "reservoir/registry.hpp"
 #include "reservoir/stats.hpp"
 #include "reservoir/transaction.hpp"
 #include "reservoir/value.hpp"

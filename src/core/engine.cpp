@@ -7,10 +7,10 @@
 #include <functional>
 #include <random>
 #include <thread>
-#include <vector>
 
 #include "core/background.hpp"
 #include "core/options_check.hpp"
+#include "core/ticker.hpp"
 #include "reservoir/error.hpp"
 
 namespace reservoir::core {
@@ -56,39 +56,71 @@ void wait_not_releasing(const Slot& s) noexcept {
   while (s.releasing.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
-}  // namespace
+std::uint64_t credentials_hash(const std::string& user, const std::string& password) {
+  std::string key = user;
+  key.push_back('\0');
+  key += password;
+  return hash_name(key);
+}
 
-struct Engine::Waiter {
-  std::condition_variable cv;
-  Clock::time_point since;
-  Slot* handed = nullptr;  // set by a releaser that handed this waiter a connection
-  bool signalled = false;  // a wake-up is on its way; don't spend another on this waiter
-  Waiter* prev = nullptr;
-  Waiter* next = nullptr;
-};
+std::int64_t random_below(std::int64_t bound) {
+  if (bound <= 0) return 0;
+  thread_local std::minstd_rand rng(std::random_device{}());
+  return std::uniform_int_distribution<std::int64_t>(0, bound - 1)(rng);
+}
+
+std::string ms_text(std::chrono::nanoseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+}  // namespace
 
 void Engine::Retirer::operator()(Engine* e) const noexcept { e->retire(); }
 
 Engine::Engine(const PoolOptions& o, Dsn dsn, std::shared_ptr<Driver> driver)
     : id_(g_next_engine_id.fetch_add(1)),
+      options_(o),
       dsn_(std::move(dsn)),
       driver_(std::move(driver)),
+      clock_(o.clock),
       name_(o.name.empty() ? dsn_.redacted() : o.name),
-      connect_timeout_(o.connect_timeout),
-      fail_fast_(o.fail_fast),
-      dsn_text_(o.dsn),
+      ping_interval_ns_(o.ping_interval.count() < 0
+                            ? -1
+                            : std::chrono::nanoseconds(o.ping_interval).count()),
+      idle_timeout_ns_(std::chrono::nanoseconds(o.idle_timeout).count()),
+      leak_threshold_ns_(std::chrono::nanoseconds(o.leak_threshold).count()),
+      default_user_hash_(o.homogeneous ? 0 : credentials_hash(dsn_.user, dsn_.password)),
       min_(o.min),
       max_(o.max),
       increment_(o.increment),
       get_mode_(o.get_mode),
-      wait_timeout_ms_(o.wait_timeout.count()) {}
+      wait_timeout_ms_(o.wait_timeout.count()),
+      backoff_(o.backoff_initial, o.backoff_max) {}
 
 Engine::~Engine() = default;
+
+Engine::time_point Engine::now() const noexcept {
+  return clock_ ? clock_->now() : ticker_now();
+}
+
+void Engine::log(LogLevel level, const std::string& message) const noexcept {
+  if (!options_.log) return;
+  try {
+    options_.log(level, message);
+  } catch (...) {
+    // A log hook must not break the pool.
+  }
+}
 
 std::shared_ptr<Engine> Engine::create(const PoolOptions& options) {
   Dsn dsn = check_options(options);
   auto driver = resolve_driver(options, dsn);
+  if (!options.clock) ticker_start();
   std::shared_ptr<Engine> e(new Engine(options, std::move(dsn), std::move(driver)), Retirer{});
+  Request defaults{};
+  defaults.user_hash = e->default_user_hash_;
+  AcquireOptions none;
+  defaults.options = &none;
   for (std::uint32_t i = 0; i < options.min; ++i) {
     Slot* slot;
     {
@@ -96,20 +128,19 @@ std::shared_ptr<Engine> Engine::create(const PoolOptions& options) {
       slot = e->reserve_slot(false);
     }
     try {
-      auto conn = e->driver_->connect(e->dsn_, e->connect_timeout_);
-      if (!conn) throw Error(ErrorCode::internal, "driver returned no connection");
-      slot->conn = std::move(conn);
-      std::lock_guard lk(e->mutex_);
-      e->move(*slot, SlotState::connecting, SlotState::idle);
+      e->connect_reserved(*slot, defaults, RealClock::time_point::max());
     } catch (const Error& err) {
-      std::lock_guard lk(e->mutex_);
-      e->move(*slot, SlotState::connecting, SlotState::empty);
-      e->record_connect_error(err.what());
       if (options.fail_fast) throw;  // e's deleter retires the engine
-      e->schedule_min_retry();
+      std::lock_guard lk(e->mutex_);
+      e->schedule_retry_locked();
       break;
     }
+    // connect_reserved leaves it in_use, as for an acquirer: make it idle.
+    slot->idle_since_ns.store(ns(e->now()), std::memory_order_relaxed);
+    e->move(*slot, SlotState::in_use, SlotState::idle);
   }
+  e->log(LogLevel::info, "pool '" + e->name_ + "' created: " + e->counters_text());
+  e->schedule_maintenance();
   return e;
 }
 
@@ -130,34 +161,163 @@ bool Engine::move(Slot& slot, SlotState from, SlotState to) noexcept {
   return true;
 }
 
-// ---- acquire ---------------------------------------------------------------------------------
+// ---- requests and fit --------------------------------------------------------------------------
 
-Slot* Engine::try_take_idle() noexcept {
+Engine::Request Engine::make_request(const AcquireOptions& o, std::source_location where) {
+  Request r;
+  r.options = &o;
+  r.where = where;
+  if (options_.homogeneous) {
+    if (!o.user.empty() || !o.password.empty())
+      throw Error(ErrorCode::invalid_argument,
+                  "acquire: user and password are for heterogeneous pools (homogeneous = false)");
+  } else {
+    r.user_hash = o.user.empty() ? default_user_hash_ : credentials_hash(o.user, o.password);
+  }
+  if (!o.cclass.empty()) {
+    r.class_hash = hash_name(o.cclass);
+    r.cls = &classes_.entry(o.cclass, r.class_hash);
+    r.cls->requests.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!o.tag.empty()) r.tag_hash = hash_name(o.tag);
+  return r;
+}
+
+Engine::Fit Engine::fit(const Slot& s, const Request& r) const noexcept {
+  if (s.user_hash.load(std::memory_order_relaxed) != r.user_hash) return Fit::none;
+  const std::uint64_t tag = s.tag_hash.load(std::memory_order_relaxed);
+  const bool class_ok = r.options->purity == Purity::new_ ||
+                        s.class_hash.load(std::memory_order_relaxed) == r.class_hash;
+  if (tag == r.tag_hash && class_ok) return Fit::exact;
+  if (tag == 0) return Fit::untagged;
+  return Fit::other_tag;
+}
+
+Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
   if (Slot* c = cached_slot(id_)) {
     SlotState expected = SlotState::idle;
-    if (c->state.compare_exchange_strong(expected, SlotState::in_use)) return c;
+    if (c->state.load() == SlotState::idle && fit(*c, r) == Fit::exact &&
+        c->state.compare_exchange_strong(expected, SlotState::in_use))
+      return c;
   }
   const std::uint32_t n = slots_.size();
   if (n == 0) return nullptr;
+  Slot* candidate = nullptr;
+  Fit best = Fit::none;
   const std::uint32_t start = scan_start() % n;
   for (std::uint32_t i = 0, k = start; i < n; ++i, k = (k + 1 == n ? 0 : k + 1)) {
     Slot& s = slots_.at(k);
     // seq_cst loads: a waiter's scan must see a releaser's publication (see engine.hpp).
     if (s.state.load() != SlotState::idle) continue;
+    const Fit f = fit(s, r);
+    if (f > worst) continue;
+    if (f == Fit::exact) {
+      SlotState expected = SlotState::idle;
+      if (s.state.compare_exchange_strong(expected, SlotState::in_use)) {
+        remember_slot(id_, &s);
+        return &s;
+      }
+    } else if (f < best) {
+      best = f;
+      candidate = &s;
+    }
+  }
+  if (candidate != nullptr) {
     SlotState expected = SlotState::idle;
-    if (s.state.compare_exchange_strong(expected, SlotState::in_use)) {
-      remember_slot(id_, &s);
-      return &s;
+    if (candidate->state.compare_exchange_strong(expected, SlotState::in_use)) {
+      remember_slot(id_, candidate);
+      return candidate;
     }
   }
   return nullptr;
 }
 
-Lease Engine::acquire(const AcquireOptions& options) {
+// ---- acquire ---------------------------------------------------------------------------------
+
+bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
+  Connection& c = *slot.conn;
+  const AcquireOptions& o = *r.options;
+  if (!fresh) {
+    if (r.user_hash != 0) {
+      // The hash picked it; the credentials decide. A collision must never cross users.
+      const std::string& user = o.user.empty() ? dsn_.user : o.user;
+      const std::string& password = o.user.empty() ? dsn_.password : o.password;
+      if (slot.user != user || slot.password != password) {
+        slot.idle_since_ns.store(ns(t), std::memory_order_relaxed);
+        move(slot, SlotState::in_use, SlotState::idle);
+        hand_off_or_wake(slot);
+        return false;
+      }
+    }
+    const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+    if (expires != 0 && ns(t) >= expires) {
+      move(slot, SlotState::in_use, SlotState::closing);
+      close_slot(slot, CloseReason::lifetime);
+      return false;
+    }
+    if (ping_interval_ns_ >= 0 &&
+        ns(t) - slot.idle_since_ns.load(std::memory_order_relaxed) >= ping_interval_ns_) {
+      try {
+        c.ping(options_.ping_timeout);
+      } catch (...) {
+        ping_failures_.fetch_add(1, std::memory_order_relaxed);
+        move(slot, SlotState::in_use, SlotState::closing);
+        close_slot(slot, CloseReason::validation_failed);
+        return false;
+      }
+    }
+  }
+  // DRCP purity: a session used since its last reset goes to another class, or to a purity
+  // `new` request, only after a reset.
+  const bool same_class = slot.class_hash.load(std::memory_order_relaxed) == r.class_hash;
+  if (slot.dirty && (o.purity == Purity::new_ || !same_class)) {
+    try {
+      c.reset();
+    } catch (...) {
+      move(slot, SlotState::in_use, SlotState::closing);
+      close_slot(slot, CloseReason::reset_failed);
+      return false;
+    }
+    slot.dirty = false;
+    slot.tag.clear();
+    slot.tag_hash.store(0, std::memory_order_relaxed);
+  }
+  if (r.cls != nullptr) {
+    (same_class && !fresh ? r.cls->hits : r.cls->misses).fetch_add(1, std::memory_order_relaxed);
+  }
+  slot.class_hash.store(r.class_hash, std::memory_order_relaxed);
+  if (options_.session_callback && (fresh || slot.tag != o.tag)) {
+    try {
+      options_.session_callback(c, o.tag);
+    } catch (...) {
+      move(slot, SlotState::in_use, SlotState::closing);
+      close_slot(slot, CloseReason::session_callback);
+      throw;
+    }
+    slot.tag = o.tag;
+    slot.tag_hash.store(r.tag_hash, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+Lease Engine::hand_out(Slot& slot, const Request& r, time_point t) noexcept {
+  slot.dirty = true;
+  slot.acquired_at_ns.store(ns(t), std::memory_order_relaxed);
+  slot.acquired_where.store(r.where, std::memory_order_relaxed);
+  slot.leak_reported.store(false, std::memory_order_relaxed);
+  return Lease(this, &slot);
+}
+
+Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
+  const Request r = make_request(options, where);
   if (!closed_.load(std::memory_order_relaxed)) {
-    if (Slot* s = try_take_idle()) {
-      s->count_hit();
-      return Lease(this, s);
+    const Fit worst = r.tag_hash == 0 || options.match_any_tag ? Fit::other_tag : Fit::untagged;
+    const time_point t = now();
+    while (Slot* s = try_take_idle(r, worst)) {
+      if (prepare(*s, r, t, false)) {
+        s->count_hit();
+        return hand_out(*s, r, t);
+      }
     }
   }
   const GetMode mode = options.get_mode.value_or(get_mode_.load(std::memory_order_relaxed));
@@ -165,12 +325,17 @@ Lease Engine::acquire(const AcquireOptions& options) {
       std::chrono::milliseconds(wait_timeout_ms_.load(std::memory_order_relaxed)));
   if (timeout.count() < 0)
     throw Error(ErrorCode::invalid_argument, "acquire: wait_timeout must not be negative");
-  return acquire_slow(mode, timeout);
+  return acquire_slow(r, mode, timeout);
 }
 
 bool Engine::has_room() const noexcept {
   return opened_.load(std::memory_order_relaxed) + connecting_.load(std::memory_order_relaxed) <
          max_.load(std::memory_order_relaxed);
+}
+
+bool Engine::may_connect(time_point) const noexcept {
+  return has_room() && connecting_.load(std::memory_order_relaxed) < options_.max_connecting &&
+         backoff_.allows(RealClock::now());
 }
 
 Slot* Engine::reserve_slot(bool extra) {
@@ -191,150 +356,263 @@ Slot* Engine::reserve_slot(bool extra) {
   return slot;
 }
 
-Lease Engine::acquire_slow(GetMode mode, std::chrono::milliseconds wait_timeout) {
-  std::unique_lock lk(mutex_);
-  const auto start = Clock::now();
+Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout) {
+  const auto start = RealClock::now();
   const auto deadline =
-      mode == GetMode::wait ? Clock::time_point::max() : start + wait_timeout;
-
-  auto grow = [&]() -> Slot* {
-    if (!has_room()) return nullptr;
-    Slot* s = reserve_slot(false);
-    if (s != nullptr) open_in_background(increment_.load(std::memory_order_relaxed) - 1);
-    return s;
-  };
-
-  if (closed_.load()) {
-    acquire_errors_.fetch_add(1, std::memory_order_relaxed);
-    throw Error(ErrorCode::pool_closed, "pool '" + name_ + "' is closed");
-  }
-  if (Slot* s = try_take_idle()) {
-    lk.unlock();
-    s->count_hit();
-    return Lease(this, s);
-  }
-  if (Slot* s = grow()) {
-    lk.unlock();
-    return connect_reserved(s, deadline);
-  }
-  if (mode == GetMode::no_wait) {
-    exhausted_.fetch_add(1, std::memory_order_relaxed);
-    throw Error(ErrorCode::pool_exhausted, "pool '" + name_ +
-                                               "': no connection free and the pool is at max "
-                                               "(get mode no_wait; " +
-                                               counters_text() + ")");
-  }
-  if (mode == GetMode::force_get) {
-    Slot* s = reserve_slot(true);
-    if (s == nullptr) {
-      exhausted_.fetch_add(1, std::memory_order_relaxed);
-      throw Error(ErrorCode::pool_exhausted,
-                  "pool '" + name_ + "': force_get cannot exceed " +
-                      std::to_string(SlotTable::kCapacity) + " connections");
-    }
-    lk.unlock();
-    return connect_reserved(s, deadline);
-  }
-
-  // wait / timed_wait: join the queue.
-  waits_.fetch_add(1, std::memory_order_relaxed);
+      mode == GetMode::wait ? RealClock::time_point::max() : start + wait_timeout;
   Waiter w;
   w.since = start;
-  enqueue(w);
-  bool first_look = true;
+  w.user_hash = r.user_hash;
+  const Fit normal_worst =
+      r.tag_hash == 0 || r.options->match_any_tag ? Fit::other_tag : Fit::untagged;
+
+  auto finish = [&](Slot& s, bool hit) {
+    const auto waited = RealClock::now() - start;
+    wait_time_.record_shared(waited);
+    slow_acquires_.fetch_add(1, std::memory_order_relaxed);
+    if (hit) s.count_hit(); else misses_.fetch_add(1, std::memory_order_relaxed);
+    return hand_out(s, r, now());
+  };
+
+  std::unique_lock lk(mutex_);
+  // Checks a slot this thread got (taken, handed or opened) outside the lock, keeping this
+  // waiter's place in line meanwhile. Returns true when it is ready (the waiter is dequeued).
+  auto check = [&](Slot& s, bool fresh) -> bool {
+    w.preparing = true;
+    lk.unlock();
+    bool ok;
+    try {
+      ok = prepare(s, r, now(), fresh);
+    } catch (...) {
+      lk.lock();
+      w.preparing = false;
+      dequeue(w);
+      acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+      throw;
+    }
+    lk.lock();
+    w.preparing = false;
+    if (ok) dequeue(w);
+    return ok;
+  };
+
+  bool look = true;
   for (;;) {
-    if (w.handed != nullptr) {  // the releaser dequeued us
-      lk.unlock();
-      w.handed->count_hit();
-      remember_slot(id_, w.handed);
-      return Lease(this, w.handed);
+    if (Slot* s = w.handed) {
+      w.handed = nullptr;
+      if (check(*s, false)) {
+        lk.unlock();
+        return finish(*s, true);
+      }
+      continue;
     }
     if (closed_.load()) {
       dequeue(w);
       acquire_errors_.fetch_add(1, std::memory_order_relaxed);
-      throw Error(ErrorCode::pool_closed,
-                  "pool '" + name_ + "' was closed while waiting for a connection");
+      throw Error(ErrorCode::pool_closed, "pool '" + name_ + "' is closed");
     }
-    // A waiter competes for idle connections when it was woken for one (or on its first look,
-    // which a release that happened before it counted itself may have been meant for), not on
-    // a spurious wake-up: that would overtake older waiters.
-    if (first_look || w.signalled) {
-      if (Slot* s = try_take_idle()) {
-        dequeue(w);
-        lk.unlock();
-        s->count_hit();
-        return Lease(this, s);
+    // Look at idle connections on the first pass, right after counting ourselves as a waiter,
+    // and when woken for one; not on a spurious wake-up (that would overtake older waiters).
+    if (look || w.signalled) {
+      look = false;
+      // At the cap a connection with another tag beats waiting: the callback can fix it.
+      const Fit worst = has_room() ? normal_worst : Fit::other_tag;
+      if (Slot* s = try_take_idle(r, worst)) {
+        if (check(*s, false)) {
+          lk.unlock();
+          return finish(*s, true);
+        }
+        continue;
       }
     }
-    first_look = false;
-    if (Slot* s = grow()) {
-      dequeue(w);
+    const bool forced = mode == GetMode::force_get && !has_room();
+    if (may_connect(now()) || forced) {
+      Slot* s = reserve_slot(forced);
+      if (s == nullptr) {
+        dequeue(w);
+        exhausted_.fetch_add(1, std::memory_order_relaxed);
+        throw Error(ErrorCode::pool_exhausted,
+                    "pool '" + name_ + "': cannot exceed " +
+                        std::to_string(SlotTable::kCapacity) + " connections");
+      }
+      if (options_.homogeneous && !forced)
+        open_in_background(increment_.load(std::memory_order_relaxed) - 1);
+      w.preparing = true;
       lk.unlock();
-      return connect_reserved(s, deadline);
+      try {
+        connect_reserved(*s, r, deadline);
+      } catch (const Error& e) {
+        lk.lock();
+        w.preparing = false;
+        // A refusal that will not change (wrong password, no such database), or a caller that
+        // will not wait, gets the database's error now. Otherwise wait for the next attempt.
+        if (!e.retryable() || mode == GetMode::no_wait || mode == GetMode::force_get ||
+            RealClock::now() >= deadline) {
+          dequeue(w);
+          acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+          throw;
+        }
+        continue;
+      }
+      lk.lock();
+      if (check(*s, true)) {
+        lk.unlock();
+        return finish(*s, false);
+      }
+      continue;
     }
-    const auto now = Clock::now();
-    if (now >= deadline) {
+    if (!options_.homogeneous && !has_room()) {
+      if (Slot* victim = evict_other_user_locked(r.user_hash)) {
+        lk.unlock();
+        close_slot(*victim, CloseReason::shrink);
+        lk.lock();
+        continue;
+      }
+    }
+    if (mode == GetMode::no_wait) {
+      dequeue(w);
+      exhausted_.fetch_add(1, std::memory_order_relaxed);
+      std::string msg = "pool '" + name_ + "': no connection free now (get mode no_wait; " +
+                        counters_text() + ")";
+      if (!last_connect_error_.empty() && backoff_.failures() > 0)
+        msg += "; connects are failing, last error: " + last_connect_error_;
+      throw Error(ErrorCode::pool_exhausted, msg);
+    }
+    if (!w.queued) {
+      enqueue(w);
+      waits_.fetch_add(1, std::memory_order_relaxed);
+      if (r.cls != nullptr) r.cls->waits.fetch_add(1, std::memory_order_relaxed);
+      look = true;  // a release may have come before we counted ourselves
+      continue;
+    }
+    const auto real_now = RealClock::now();
+    // Connects are failing and backing off: wake for the next attempt. If that attempt comes
+    // after the deadline and no open connection could be released to us, give up now.
+    auto wake_at = deadline;
+    if (has_room() && !backoff_.allows(real_now)) {
+      wake_at = std::min(deadline, backoff_.next_attempt());
+      if (backoff_.next_attempt() >= deadline && opened_.load() == 0 && connecting_.load() == 0) {
+        dequeue(w);
+        timeouts_.fetch_add(1, std::memory_order_relaxed);
+        throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - start),
+                      true);
+      }
+    }
+    if (real_now >= deadline) {
       dequeue(w);
       timeouts_.fetch_add(1, std::memory_order_relaxed);
-      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(now - start));
+      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - start),
+                    false);
     }
     w.signalled = false;
-    if (mode == GetMode::wait) {
+    if (wake_at == RealClock::time_point::max()) {
       w.cv.wait(lk);
     } else {
-      w.cv.wait_until(lk, deadline);
+      w.cv.wait_until(lk, wake_at);
     }
   }
 }
 
-Lease Engine::connect_reserved(Slot* slot, Clock::time_point deadline) {
-  auto timeout = connect_timeout_;
-  if (deadline != Clock::time_point::max()) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+Dsn Engine::dsn_for(const Request& r) const {
+  Dsn d = dsn_;
+  if (r.user_hash != 0 && !r.options->user.empty()) {
+    d.user = r.options->user;
+    d.password = r.options->password;
+  }
+  return d;
+}
+
+void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline) {
+  auto timeout = options_.connect_timeout;
+  if (deadline != RealClock::time_point::max()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - RealClock::now());
     left = std::max(left, std::chrono::milliseconds(1));
     if (timeout.count() == 0 || left < timeout) timeout = left;
   }
   std::unique_ptr<Connection> conn;
+  const bool custom_user = r.user_hash != 0 && !r.options->user.empty();
   try {
-    conn = driver_->connect(dsn_, timeout);
+    conn = custom_user ? driver_->connect(dsn_for(r), timeout) : driver_->connect(dsn_, timeout);
     if (!conn) throw Error(ErrorCode::internal, "driver returned no connection");
   } catch (const std::exception& e) {
-    std::lock_guard lk(mutex_);
-    move(*slot, SlotState::connecting, SlotState::empty);
-    create_failures_.fetch_add(1, std::memory_order_relaxed);
-    acquire_errors_.fetch_add(1, std::memory_order_relaxed);
-    record_connect_error(e.what());
-    ++connect_failures_in_row_;
-    wake_one();  // the attempt's room is free again
-    if (dynamic_cast<const Error*>(&e) != nullptr) throw;
+    const auto* err = dynamic_cast<const Error*>(&e);
+    {
+      std::lock_guard lk(mutex_);
+      move(slot, SlotState::connecting, SlotState::empty);
+      create_failures_.fetch_add(1, std::memory_order_relaxed);
+      record_connect_failure_locked(e.what());
+      queue_.wake_one(0, true);  // the attempt's room is free again
+      if (pending_opens_ > 0) schedule_retry_locked();
+    }
+    log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + e.what());
+    if (err != nullptr) throw;
     throw Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what());
   }
-  slot->conn = std::move(conn);
+  const time_point t = now();
+  slot.conn = std::move(conn);
+  slot.user = custom_user ? r.options->user : dsn_.user;
+  slot.password = custom_user ? r.options->password : dsn_.password;
+  slot.user_hash.store(r.user_hash, std::memory_order_relaxed);
+  slot.class_hash.store(0, std::memory_order_relaxed);
+  slot.tag.clear();
+  slot.tag_hash.store(0, std::memory_order_relaxed);
+  slot.dirty = false;
+  const auto life = std::chrono::nanoseconds(options_.max_lifetime).count();
+  const auto jitter = std::chrono::nanoseconds(options_.lifetime_jitter).count();
+  slot.expires_at_ns.store(life > 0 ? ns(t) + life - random_below(jitter) : 0,
+                           std::memory_order_relaxed);
+  slot.idle_since_ns.store(ns(t), std::memory_order_relaxed);
   {
     std::unique_lock lk(mutex_);
     if (closed_.load()) {
-      move(*slot, SlotState::connecting, SlotState::closing);
-      acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+      move(slot, SlotState::connecting, SlotState::closing);
       lk.unlock();
-      close_slot(*slot, false);
+      close_slot(slot, CloseReason::pool_closed);
       throw Error(ErrorCode::pool_closed, "pool '" + name_ + "' was closed while connecting");
     }
-    connect_failures_in_row_ = 0;
-    move(*slot, SlotState::connecting, SlotState::in_use);
+    backoff_.succeeded();
+    move(slot, SlotState::connecting, SlotState::in_use);
+    start_pending_locked();
   }
-  misses_.fetch_add(1, std::memory_order_relaxed);
-  remember_slot(id_, slot);
-  return Lease(this, slot);
+  remember_slot(id_, &slot);
 }
 
 // ---- background opening -------------------------------------------------------------------
 
 void Engine::open_in_background(std::uint32_t count) {
   if (closed_.load()) return;
+  // Ask for up to `count` more (within max), then start as many as max_connecting and the
+  // backoff allow; the rest start as attempts finish (start_pending_locked).
+  const std::uint32_t in_flight = opened_.load() + connecting_.load() + pending_opens_;
+  const std::uint32_t max = max_.load();
+  const std::uint32_t room = in_flight < max ? max - in_flight : 0;
+  pending_opens_ += std::min(count, room);
+  start_pending_locked();
+}
+
+void Engine::start_pending_locked() noexcept {
+  if (closed_.load()) {
+    pending_opens_ = 0;
+    return;
+  }
   std::weak_ptr<Engine> weak = weak_from_this();
-  for (std::uint32_t i = 0; i < count && has_room(); ++i) {
+  while (pending_opens_ > 0) {
+    if (!has_room()) {
+      pending_opens_ = 0;  // max was reached (or lowered) meanwhile
+      return;
+    }
+    if (!backoff_.allows(RealClock::now())) {
+      schedule_retry_locked();
+      return;
+    }
+    // At max_connecting: the attempt that finishes next starts the rest.
+    if (connecting_.load() >= options_.max_connecting) return;
     Slot* s = reserve_slot(false);
-    if (s == nullptr) return;
+    if (s == nullptr) {
+      pending_opens_ = 0;
+      return;
+    }
+    --pending_opens_;
     Background::instance().post([weak, s] {
       if (auto e = weak.lock()) e->finish_background_open(s);
     });
@@ -342,88 +620,103 @@ void Engine::open_in_background(std::uint32_t count) {
 }
 
 void Engine::finish_background_open(Slot* slot) noexcept {
-  std::unique_ptr<Connection> conn;
-  std::string error;
+  Request defaults{};
+  AcquireOptions none;
+  defaults.options = &none;
+  defaults.user_hash = default_user_hash_;
   try {
-    conn = driver_->connect(dsn_, connect_timeout_);
-    if (!conn) error = "driver returned no connection";
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  std::unique_lock lk(mutex_);
-  if (!error.empty()) {
-    move(*slot, SlotState::connecting, SlotState::empty);
-    create_failures_.fetch_add(1, std::memory_order_relaxed);
-    record_connect_error(error);
-    ++connect_failures_in_row_;
-    schedule_min_retry();
-    wake_one();  // a waiter may try a connect of its own within its deadline
+    connect_reserved(*slot, defaults, RealClock::time_point::max());
+  } catch (...) {
+    // connect_reserved freed the slot, recorded and logged the failure; try again after the
+    // backoff (the attempt stays asked for).
+    std::lock_guard lk(mutex_);
+    ++pending_opens_;
+    schedule_retry_locked();
     return;
   }
-  slot->conn = std::move(conn);
-  if (closed_.load()) {
-    move(*slot, SlotState::connecting, SlotState::closing);
-    lk.unlock();
-    close_slot(*slot, false);
-    return;
-  }
-  connect_failures_in_row_ = 0;
-  move(*slot, SlotState::connecting, SlotState::idle);
-  hand_off_or_wake_locked(*slot);
-}
-
-void Engine::ensure_min() noexcept {
   std::lock_guard lk(mutex_);
-  ensure_min_locked();
+  move(*slot, SlotState::in_use, SlotState::idle);
+  hand_off_or_wake_locked(*slot);
+  start_pending_locked();
 }
 
 void Engine::ensure_min_locked() noexcept {
   if (closed_.load()) return;
-  const std::uint32_t have = opened_.load() + connecting_.load();
+  const std::uint32_t have = opened_.load() + connecting_.load() + pending_opens_;
   const std::uint32_t min = min_.load();
   if (have < min) open_in_background(min - have);
+  start_pending_locked();
 }
 
-void Engine::schedule_min_retry() noexcept {
-  if (min_retry_scheduled_ || closed_.load()) return;
-  if (opened_.load() + connecting_.load() >= min_.load()) return;
-  min_retry_scheduled_ = true;
-  // Exponential backoff with jitter: 100 ms, 200 ms, ... up to 10 s.
-  const std::uint32_t step = std::min<std::uint32_t>(connect_failures_in_row_, 7);
-  auto delay = std::chrono::milliseconds(100) * (1u << step);
-  delay = std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(10));
-  thread_local std::minstd_rand rng(std::random_device{}());
-  delay += std::chrono::milliseconds(rng() % (delay.count() / 4 + 1));
+void Engine::schedule_retry_locked() noexcept {
+  if (retry_scheduled_ || closed_.load()) return;
+  retry_scheduled_ = true;
+  const auto at = std::max(backoff_.next_attempt(), RealClock::now() + std::chrono::milliseconds(1));
   std::weak_ptr<Engine> weak = weak_from_this();
-  Background::instance().post_at(Clock::now() + delay, [weak] {
+  Background::instance().post_at(at, [weak] {
     if (auto e = weak.lock()) {
       std::lock_guard lk(e->mutex_);
-      e->min_retry_scheduled_ = false;
+      e->retry_scheduled_ = false;
+      e->start_pending_locked();
       e->ensure_min_locked();
+      e->queue_.wake_one(0, true);  // a waiter may attempt a connect of its own now
     }
   });
 }
 
+void Engine::record_connect_failure_locked(const std::string& message) noexcept {
+  last_connect_error_ = message;
+  backoff_.failed(RealClock::now());
+}
+
 // ---- release -------------------------------------------------------------------------------
 
-bool Engine::must_discard(Slot& slot) noexcept {
+bool Engine::must_discard(Slot& slot, time_point t, CloseReason& why) noexcept {
   Connection* c = slot.conn.get();
-  if (c->broken()) return true;
-  if (c->in_transaction()) {
+  if (c->broken()) {
+    why = CloseReason::broken;
+    return true;
+  }
+  if (options_.reset_on_release) {
+    try {
+      c->reset();
+    } catch (...) {
+      why = c->broken() ? CloseReason::broken : CloseReason::reset_failed;
+      return true;
+    }
+    slot.dirty = false;
+    slot.tag.clear();
+    slot.tag_hash.store(0, std::memory_order_relaxed);
+  } else if (c->in_transaction()) {
     try {
       c->rollback();
     } catch (...) {
+      why = c->broken() ? CloseReason::broken : CloseReason::reset_failed;
       return true;
     }
-    if (c->in_transaction() || c->broken()) return true;
+    if (c->in_transaction() || c->broken()) {
+      why = CloseReason::reset_failed;
+      return true;
+    }
   }
   // Over max: a force_get extra, or the pool was shrunk by reconfigure().
-  return opened_.load(std::memory_order_relaxed) > max_.load(std::memory_order_relaxed);
+  if (opened_.load(std::memory_order_relaxed) > max_.load(std::memory_order_relaxed)) {
+    why = CloseReason::shrink;
+    return true;
+  }
+  const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+  if (expires != 0 && ns(t) >= expires) {
+    why = CloseReason::lifetime;
+    return true;
+  }
+  return false;
 }
 
-void Engine::release(Slot* slot, bool drop) noexcept {
+void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noexcept {
   slot->releasing.store(true, std::memory_order_relaxed);
+  const time_point t = now();
   bool checked = false, discard = false;
+  CloseReason why = CloseReason::dropped;
   for (;;) {
     const SlotState s = slot->state.load(std::memory_order_acquire);
     switch (s) {
@@ -437,18 +730,25 @@ void Engine::release(Slot* slot, bool drop) noexcept {
         return;
       case SlotState::revoked:
         if (!move(*slot, SlotState::revoked, SlotState::closing)) continue;
-        close_slot(*slot, false);
+        close_slot(*slot, CloseReason::pool_closed);
         slot->releasing.store(false, std::memory_order_release);
         return;
       case SlotState::in_use:
         if (!checked) {
-          discard = drop || must_discard(*slot);
           checked = true;
+          slot->hold_time.record_owned(
+              std::chrono::nanoseconds(ns(t) - slot->acquired_at_ns.load(std::memory_order_relaxed)));
+          discard = drop || must_discard(*slot, t, why);
+          if (!discard && new_tag != nullptr && !options_.reset_on_release) {
+            slot->tag = std::string(*new_tag);
+            slot->tag_hash.store(hash_name(*new_tag), std::memory_order_relaxed);
+          }
         }
         if (discard) {
           if (!move(*slot, SlotState::in_use, SlotState::closing)) continue;
-          close_slot(*slot, true);
+          close_slot(*slot, why);
         } else {
+          slot->idle_since_ns.store(ns(t), std::memory_order_relaxed);
           if (!move(*slot, SlotState::in_use, SlotState::idle)) continue;
           remember_slot(id_, slot);
           if (waiters_.load() != 0) hand_off_or_wake(*slot);
@@ -469,75 +769,164 @@ void Engine::hand_off_or_wake(Slot& slot) noexcept {
 }
 
 void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
-  Waiter* front = head_;
-  if (front == nullptr) return;
-  if (Clock::now() - front->since >= kStarvationBound) {
+  if (queue_.empty()) return;
+  const std::uint64_t user = slot.user_hash.load(std::memory_order_relaxed);
+  Waiter* front = queue_.first_ready_for(user);
+  if (front != nullptr && RealClock::now() - front->since >= kStarvationBound) {
     SlotState expected = SlotState::idle;
     if (slot.state.compare_exchange_strong(expected, SlotState::in_use)) {
-      dequeue(*front);
       front->handed = &slot;
       front->signalled = true;
       front->cv.notify_one();
       return;
     }
   }
-  wake_one();
+  // Wake a waiter of this connection's user; in a heterogeneous pool at the cap, any waiter
+  // (it may evict this connection to make room for its own user).
+  if (front != nullptr) {
+    queue_.wake_one(user, false);
+  } else {
+    queue_.wake_one(0, true);
+  }
 }
 
-void Engine::close_slot(Slot& slot, bool count_drop) noexcept {
+void Engine::close_slot(Slot& slot, CloseReason why) noexcept {
   slot.conn.reset();
   slot.extra = false;
+  slot.tag.clear();
+  slot.user.clear();
+  slot.password.clear();
+  slot.dirty = false;
+  slot.user_hash.store(0, std::memory_order_relaxed);
+  slot.class_hash.store(0, std::memory_order_relaxed);
+  slot.tag_hash.store(0, std::memory_order_relaxed);
+  slot.expires_at_ns.store(0, std::memory_order_relaxed);
   move(slot, SlotState::closing, SlotState::empty);
-  if (count_drop) drops_.fetch_add(1, std::memory_order_relaxed);
-  on_capacity_freed();
+  closed_by_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+  if (why != CloseReason::pool_closed) {
+    log(LogLevel::debug,
+        "pool '" + name_ + "': closed a connection (" + to_string(why) + ")");
+    on_capacity_freed();
+  }
+}
+
+void Engine::close_all(const std::vector<PendingClose>& closes) noexcept {
+  for (const PendingClose& c : closes) close_slot(*c.slot, c.reason);
 }
 
 void Engine::on_capacity_freed() noexcept {
   std::lock_guard lk(mutex_);
   if (closed_.load()) return;
-  wake_one();
+  queue_.wake_one(0, true);
   ensure_min_locked();
+}
+
+Slot* Engine::evict_other_user_locked(std::uint64_t user_hash) noexcept {
+  Slot* victim = nullptr;
+  std::int64_t oldest = 0;
+  const std::uint32_t n = slots_.size();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    Slot& s = slots_.at(i);
+    if (s.state.load() != SlotState::idle) continue;
+    if (s.user_hash.load(std::memory_order_relaxed) == user_hash) continue;
+    const std::int64_t since = s.idle_since_ns.load(std::memory_order_relaxed);
+    if (victim == nullptr || since < oldest) {
+      victim = &s;
+      oldest = since;
+    }
+  }
+  if (victim != nullptr && move(*victim, SlotState::idle, SlotState::closing)) return victim;
+  return nullptr;
 }
 
 // ---- the wait queue --------------------------------------------------------------------------
 
 void Engine::enqueue(Waiter& w) noexcept {
-  w.prev = tail_;
-  w.next = nullptr;
-  if (tail_ != nullptr) tail_->next = &w; else head_ = &w;
-  tail_ = &w;
+  queue_.push(w);
   const std::uint32_t n = waiters_.fetch_add(1) + 1;  // seq_cst: see engine.hpp
   max_waiting_ = std::max(max_waiting_, n);
 }
 
 void Engine::dequeue(Waiter& w) noexcept {
-  if (w.prev != nullptr) w.prev->next = w.next; else head_ = w.next;
-  if (w.next != nullptr) w.next->prev = w.prev; else tail_ = w.prev;
-  w.prev = w.next = nullptr;
+  if (!w.queued) return;
+  queue_.remove(w);
   waiters_.fetch_sub(1);
 }
 
-void Engine::wake_one() noexcept {
-  for (Waiter* w = head_; w != nullptr; w = w->next) {
-    if (!w->signalled) {
-      w->signalled = true;
-      w->cv.notify_one();
-      return;
+// ---- maintenance ---------------------------------------------------------------------------
+
+void Engine::schedule_maintenance() noexcept {
+  if (closed_.load()) return;
+  std::weak_ptr<Engine> weak = weak_from_this();
+  Background::instance().post_at(RealClock::now() + options_.maintenance_interval, [weak] {
+    if (auto e = weak.lock()) {
+      e->run_maintenance();
+      e->schedule_maintenance();
     }
-  }
+  });
 }
 
-void Engine::wake_all() noexcept {
-  for (Waiter* w = head_; w != nullptr; w = w->next) {
-    w->signalled = true;
-    w->cv.notify_one();
+void Engine::run_maintenance() {
+  std::vector<PendingClose> closes;
+  std::vector<std::string> reports;
+  {
+    std::lock_guard lk(mutex_);
+    if (closed_.load()) return;
+    const time_point t = now();
+    const std::int64_t t_ns = ns(t);
+    std::uint32_t opened = opened_.load();
+    const std::uint32_t min = min_.load();
+    const std::uint32_t n = slots_.size();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Slot& s = slots_.at(i);
+      const SlotState st = s.state.load();
+      if (st == SlotState::in_use && leak_threshold_ns_ > 0) {
+        const std::int64_t held = t_ns - s.acquired_at_ns.load(std::memory_order_relaxed);
+        if (held >= leak_threshold_ns_ && !s.leak_reported.exchange(true)) {
+          const std::source_location where = s.acquired_where.load(std::memory_order_relaxed);
+          leaks_.fetch_add(1, std::memory_order_relaxed);
+          reports.push_back("pool '" + name_ + "': a connection acquired at " +
+                            where.file_name() + ":" + std::to_string(where.line()) +
+                            " has been held for " + ms_text(std::chrono::nanoseconds(held)) +
+                            " (leak_threshold " + ms_text(options_.leak_threshold) + ")");
+        }
+        continue;
+      }
+      if (st != SlotState::idle) continue;
+      auto due = [&](CloseReason& why) {
+        const std::int64_t expires = s.expires_at_ns.load(std::memory_order_relaxed);
+        if (expires != 0 && t_ns >= expires) {
+          why = CloseReason::lifetime;
+          return true;
+        }
+        if (idle_timeout_ns_ > 0 && opened > min &&
+            t_ns - s.idle_since_ns.load(std::memory_order_relaxed) >= idle_timeout_ns_) {
+          why = CloseReason::idle_timeout;
+          return true;
+        }
+        return false;
+      };
+      CloseReason why;
+      if (!due(why) || !move(s, SlotState::idle, SlotState::closing)) continue;
+      // Owned now: look again, the slot may have been used in between.
+      if (!due(why)) {
+        move(s, SlotState::closing, SlotState::idle);
+        hand_off_or_wake_locked(s);
+        continue;
+      }
+      closes.push_back({&s, why});
+      --opened;
+    }
+    ensure_min_locked();
   }
+  close_all(closes);
+  for (const std::string& r : reports) log(LogLevel::warning, r);
 }
 
 // ---- close and retire --------------------------------------------------------------------------
 
 void Engine::close(bool force) {
-  std::vector<Slot*> claimed;
+  std::vector<PendingClose> claimed;
   {
     std::lock_guard lk(mutex_);
     if (closed_.load()) return;
@@ -550,7 +939,7 @@ void Engine::close(bool force) {
         const SlotState st = s.state.load();
         if (st == SlotState::idle) {
           if (!move(s, SlotState::idle, SlotState::closing)) continue;
-          claimed.push_back(&s);
+          claimed.push_back({&s, CloseReason::pool_closed});
         } else if (st == SlotState::in_use && force) {
           if (!move(s, SlotState::in_use, SlotState::revoked)) continue;
         } else if (is_leased(st) || st == SlotState::connecting) {
@@ -560,24 +949,24 @@ void Engine::close(bool force) {
       }
     }
     if (!force && busy != 0) {
-      for (Slot* s : claimed) move(*s, SlotState::closing, SlotState::idle);
+      for (const PendingClose& c : claimed) move(*c.slot, SlotState::closing, SlotState::idle);
       closed_.store(false);
       throw Error(ErrorCode::pool_busy,
                   "pool '" + name_ + "': " + std::to_string(busy) +
                       " connection(s) still leased or opening; release them first or "
                       "close(force=true)");
     }
-    wake_all();
+    queue_.wake_all();
   }
-  for (Slot* s : claimed) close_slot(*s, false);
+  close_all(claimed);
+  log(LogLevel::info, "pool '" + name_ + "' closed" + (force ? " (force)" : ""));
 }
 
 void Engine::retire() noexcept {
   {
     std::lock_guard lk(mutex_);
     closed_.store(true);
-    retired_ = true;
-    wake_all();
+    queue_.wake_all();
   }
   retire_refs_.store(1);
   const std::uint32_t n = slots_.size();
@@ -624,6 +1013,11 @@ Connection& Engine::connection(Slot* slot) {
   throw Error(ErrorCode::internal, std::string("lease on a slot in state ") + to_string(s));
 }
 
+const std::string& Engine::tag(Slot* slot) {
+  (void)connection(slot);  // the same validity rules
+  return slot->tag;
+}
+
 // ---- observation and settings ---------------------------------------------------------------
 
 std::uint32_t Engine::busy() const noexcept {
@@ -647,23 +1041,29 @@ std::string Engine::counters_text() const {
          " waiting=" + std::to_string(waiting()) + " max=" + std::to_string(max_.load());
 }
 
-void Engine::throw_timeout(std::chrono::milliseconds waited) {
-  std::string msg = "pool '" + name_ + "': no connection became free within " +
-                    std::to_string(waited.count()) + " ms (" + counters_text() + ")";
-  if (!last_connect_error_.empty() && connect_failures_in_row_ > 0)
+void Engine::throw_timeout(std::chrono::milliseconds waited, bool fail_fast) {
+  std::string msg = "pool '" + name_ + "': ";
+  if (fail_fast) {
+    msg += "no connection can be had before the deadline (the database is unreachable and the "
+           "next connect attempt is due after it; " + counters_text() + ")";
+  } else {
+    msg += "no connection became free within " + std::to_string(waited.count()) + " ms (" +
+           counters_text() + ")";
+  }
+  if (!last_connect_error_.empty() && backoff_.failures() > 0)
     msg += "; connects are failing, last error: " + last_connect_error_;
   throw Error(ErrorCode::pool_timeout, msg);
 }
 
-void Engine::record_connect_error(const std::string& message) { last_connect_error_ = message; }
-
 PoolStats Engine::stats() const {
   PoolStats st;
   std::uint64_t hits = 0;
+  HistogramSnapshot hold, wait;
   const std::uint32_t n = slots_.size();
   for (std::uint32_t i = 0; i < n; ++i) {
     const Slot& s = slots_.at(i);
     hits += s.hits.load(std::memory_order_relaxed);
+    s.hold_time.add_to(hold);
     const SlotState state = s.state.load();
     st.busy += is_leased(state) ? 1 : 0;
     st.idle += state == SlotState::idle ? 1 : 0;
@@ -678,8 +1078,19 @@ PoolStats Engine::stats() const {
   st.exhausted = exhausted_.load();
   st.creates = creates_.load();
   st.create_failures = create_failures_.load();
-  st.drops = drops_.load();
+  st.ping_failures = ping_failures_.load();
+  st.leaks = leaks_.load();
+  for (std::size_t i = 0; i < kCloseReasons; ++i) {
+    st.closed[i] = closed_by_[i].load();
+    if (i != static_cast<std::size_t>(CloseReason::pool_closed)) st.drops += st.closed[i];
+  }
   st.acquires = st.hits + st.misses + st.timeouts + st.exhausted + acquire_errors_.load();
+  wait_time_.add_to(wait);
+  const std::uint64_t served = st.hits + st.misses, slow = slow_acquires_.load();
+  wait.zeros = served > slow ? served - slow : 0;
+  st.wait_time = wait.summary();
+  st.hold_time = hold.summary();
+  classes_.snapshot(st.classes);
   std::lock_guard lk(mutex_);
   st.max_waiting = max_waiting_;
   st.last_connect_error = last_connect_error_;
@@ -687,22 +1098,18 @@ PoolStats Engine::stats() const {
 }
 
 PoolOptions Engine::options() const {
-  PoolOptions o;
-  o.name = name_;
+  PoolOptions o = options_;
   o.min = min_.load();
   o.max = max_.load();
   o.increment = increment_.load();
   o.get_mode = get_mode_.load();
   o.wait_timeout = std::chrono::milliseconds(wait_timeout_ms_.load());
-  o.connect_timeout = connect_timeout_;
-  o.fail_fast = fail_fast_;
   o.driver = driver_;
-  o.dsn = dsn_text_;
   return o;
 }
 
 void Engine::reconfigure(const PoolSettings& s) {
-  std::vector<Slot*> claimed;
+  std::vector<PendingClose> claimed;
   {
     std::lock_guard lk(mutex_);
     check_settings(s, min_.load(), max_.load());
@@ -716,16 +1123,16 @@ void Engine::reconfigure(const PoolSettings& s) {
     std::uint32_t opened = opened_.load();
     const std::uint32_t n = slots_.size();
     for (std::uint32_t i = 0; i < n && opened > max; ++i) {
-      Slot& s = slots_.at(i);
-      if (move(s, SlotState::idle, SlotState::closing)) {
-        claimed.push_back(&s);
+      Slot& slot = slots_.at(i);
+      if (move(slot, SlotState::idle, SlotState::closing)) {
+        claimed.push_back({&slot, CloseReason::shrink});
         --opened;
       }
     }
     ensure_min_locked();
-    wake_all();  // a larger max or another get mode may let waiters proceed
+    queue_.wake_all();  // a larger max or another get mode may let waiters proceed
   }
-  for (Slot* s : claimed) close_slot(*s, true);
+  close_all(claimed);
 }
 
 }  // namespace reservoir::core

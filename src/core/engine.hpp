@@ -1,22 +1,29 @@
-// src/core/engine.hpp: the pool engine. Sizing, the wait queue, get modes, close and the
-// accounting of every connection; it knows databases only through reservoir::Driver.
+// src/core/engine.hpp: the pool engine. Sizing, the wait queue, get modes, health and expiry,
+// session state (reset, tags, classes, users), close, and the accounting of every connection.
+// It knows databases only through reservoir::Driver and time only through the pool's clock
+// (waits for a free connection use real time).
 //
 // Locking: the fast path (an idle connection is there) takes no lock: it swaps a slot from idle
-// to in_use. Everything else (reserving slots, the wait queue, close) holds mutex_. A releasing
-// lease publishes its slot as idle and only then checks waiters_, while a waiter counts itself in
-// waiters_ and only then scans for idle slots: with both sequentially consistent, one of them
-// always sees the other, so no wake-up is lost.
+// to in_use. Everything else (reserving slots, the wait queue, close, maintenance) holds mutex_.
+// A releasing lease publishes its slot as idle and only then reads waiters_, while a waiter
+// counts itself in waiters_ and only then scans for idle slots: with both sequentially
+// consistent, one of them always sees the other, so no wake-up is lost.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <string>
+#include <vector>
 
+#include "core/backoff.hpp"
+#include "core/class_table.hpp"
+#include "core/histogram.hpp"
 #include "core/slot.hpp"
+#include "core/wait_queue.hpp"
 #include "reservoir/driver.hpp"
 #include "reservoir/lease.hpp"
 #include "reservoir/options.hpp"
@@ -26,21 +33,23 @@ namespace reservoir::core {
 
 class Engine : public std::enable_shared_from_this<Engine> {
  public:
-  using Clock = std::chrono::steady_clock;
+  using RealClock = std::chrono::steady_clock;
+  using time_point = std::chrono::steady_clock::time_point;
 
   // A waiter older than this gets released connections handed to it directly; younger ones
   // compete with newcomers (Go's sync.Mutex starvation rule).
   static constexpr auto kStarvationBound = std::chrono::milliseconds(1);
 
-  // Checks options, opens min connections, returns the engine. The returned pointer's deleter
-  // retires the engine (see retire()).
+  // Checks options, opens min connections, starts maintenance, returns the engine. The returned
+  // pointer's deleter retires the engine (see retire()).
   static std::shared_ptr<Engine> create(const PoolOptions& options);
 
-  Lease acquire(const AcquireOptions& options);
+  Lease acquire(const AcquireOptions& options, std::source_location where);
 
-  // Called by Lease. release() never throws.
-  void release(Slot* slot, bool drop) noexcept;
+  // Called by Lease. release() never throws. new_tag: nullptr keeps the tag.
+  void release(Slot* slot, bool drop, const std::string_view* new_tag) noexcept;
   static Connection& connection(Slot* slot);
+  static const std::string& tag(Slot* slot);
 
   std::uint32_t opened() const noexcept { return opened_.load(std::memory_order_relaxed); }
   std::uint32_t busy() const noexcept;
@@ -49,60 +58,95 @@ class Engine : public std::enable_shared_from_this<Engine> {
   PoolStats stats() const;
   void reconfigure(const PoolSettings& settings);
   PoolOptions options() const;
+  const std::string& name() const noexcept { return name_; }
   void close(bool force);
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  void run_maintenance();
 
  private:
-  struct Waiter;
   struct Retirer {
     void operator()(Engine* e) const noexcept;
+  };
+  // What an acquire asks for, resolved once.
+  struct Request {
+    const AcquireOptions* options;
+    std::uint64_t user_hash = 0;   // 0 in homogeneous pools
+    std::uint64_t class_hash = 0;  // 0: the default class
+    std::uint64_t tag_hash = 0;    // 0: no tag
+    ClassTable::Entry* cls = nullptr;
+    std::source_location where;
+  };
+  // How well an idle slot fits a request; lower is better.
+  enum class Fit : std::uint8_t { exact, untagged, other_tag, none };
+  struct PendingClose {
+    Slot* slot;
+    CloseReason reason;
   };
 
   Engine(const PoolOptions& options, Dsn dsn, std::shared_ptr<Driver> driver);
   ~Engine();
 
+  time_point now() const noexcept;
+  static std::int64_t ns(time_point t) noexcept { return t.time_since_epoch().count(); }
+
   // Moves slot from `from` to `to` if it is in `from`, keeping the counters in step.
   bool move(Slot& slot, SlotState from, SlotState to) noexcept;
 
-  Slot* try_take_idle() noexcept;
-  Lease acquire_slow(GetMode mode, std::chrono::milliseconds wait_timeout);
-  bool has_room() const noexcept;  // REQUIRES(mutex_)
-  Slot* reserve_slot(bool extra);  // REQUIRES(mutex_); empty -> connecting
-  // Opens the connection for a slot this thread reserved; on success the slot is in_use.
-  Lease connect_reserved(Slot* slot, Clock::time_point deadline);
+  Request make_request(const AcquireOptions& options, std::source_location where);
+  Fit fit(const Slot& slot, const Request& r) const noexcept;
+  // Takes the best-fitting idle slot no worse than `worst`, or nullptr.
+  Slot* try_take_idle(const Request& r, Fit worst) noexcept;
+  // Makes a slot this thread just took ready for the caller: lifetime, ping, class purity,
+  // session callback. Returns false if the connection was closed instead (the caller tries
+  // again). Throws what the session callback threw.
+  bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
+  Lease hand_out(Slot& slot, const Request& r, time_point now) noexcept;
+  Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
+
+  bool has_room() const noexcept;                 // REQUIRES(mutex_)
+  bool may_connect(time_point now) const noexcept;  // REQUIRES(mutex_)
+  Slot* reserve_slot(bool extra);                 // REQUIRES(mutex_); empty -> connecting
+  // Opens the connection for a slot this thread reserved. On success the slot is in_use.
+  // Throws the driver's error (after freeing the slot and recording the failure).
+  void connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline);
   void open_in_background(std::uint32_t count);  // REQUIRES(mutex_)
+  void start_pending_locked() noexcept;          // REQUIRES(mutex_)
   void finish_background_open(Slot* slot) noexcept;
-  void ensure_min() noexcept;
-  void ensure_min_locked() noexcept;   // REQUIRES(mutex_)
-  void schedule_min_retry() noexcept;  // REQUIRES(mutex_)
-  // Whether a released connection must be closed instead of kept (rolls back an open
-  // transaction first). Called by the slot's owner.
-  bool must_discard(Slot& slot) noexcept;
+  void ensure_min_locked() noexcept;              // REQUIRES(mutex_)
+  void schedule_retry_locked() noexcept;          // REQUIRES(mutex_)
+  void schedule_maintenance() noexcept;
+  // Whether a released connection must be closed instead of kept, and why. Rolls back or
+  // resets the session first. Called by the slot's owner.
+  bool must_discard(Slot& slot, time_point now, CloseReason& why) noexcept;
   // Closes the connection of a slot this thread moved to closing, then empties it.
-  void close_slot(Slot& slot, bool count_drop) noexcept;
-  void wake_one() noexcept;          // REQUIRES(mutex_)
-  void wake_all() noexcept;          // REQUIRES(mutex_)
-  void on_capacity_freed() noexcept;  // takes mutex_
-  // After slot became idle: hand it to the oldest waiter if that one waited past the starvation
-  // bound, else wake a waiter to compete for it.
+  void close_slot(Slot& slot, CloseReason why) noexcept;
+  void close_all(const std::vector<PendingClose>& closes) noexcept;
+  void on_capacity_freed() noexcept;                  // takes mutex_
   void hand_off_or_wake(Slot& slot) noexcept;         // takes mutex_
   void hand_off_or_wake_locked(Slot& slot) noexcept;  // REQUIRES(mutex_)
-  void enqueue(Waiter& w) noexcept;  // REQUIRES(mutex_)
-  void dequeue(Waiter& w) noexcept;  // REQUIRES(mutex_)
+  void enqueue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
+  void dequeue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
+  // Heterogeneous pools at max: closes the least recently used idle connection of another user.
+  Slot* evict_other_user_locked(std::uint64_t user_hash) noexcept;  // REQUIRES(mutex_)
   void retire() noexcept;
   void drop_retire_ref() noexcept;
-  void record_connect_error(const std::string& message);  // REQUIRES(mutex_)
-  [[noreturn]] void throw_timeout(std::chrono::milliseconds waited);  // REQUIRES(mutex_)
+  void record_connect_failure_locked(const std::string& message) noexcept;  // REQUIRES(mutex_)
+  [[noreturn]] void throw_timeout(std::chrono::milliseconds waited, bool fail_fast);
   std::string counters_text() const;
+  void log(LogLevel level, const std::string& message) const noexcept;
+  Dsn dsn_for(const Request& r) const;
 
   // --- Constant after construction ---------------------------------------------------------
   const std::uint64_t id_;  // unique per engine in the process, for thread-local slot caches
+  const PoolOptions options_;  // as created; the adjustable fields live in the atomics below
   const Dsn dsn_;
   const std::shared_ptr<Driver> driver_;
+  const std::shared_ptr<Clock> clock_;  // null: the process's coarse ticker
   const std::string name_;
-  const std::chrono::milliseconds connect_timeout_;
-  const bool fail_fast_;
-  const std::string dsn_text_;  // as given, for options()
+  const std::int64_t ping_interval_ns_;  // < 0: never
+  const std::int64_t idle_timeout_ns_;   // 0: never
+  const std::int64_t leak_threshold_ns_;  // 0: off
+  const std::uint64_t default_user_hash_;
 
   // --- Settings (reconfigure() writes them under mutex_; readers load them lock-free) ---------
   std::atomic<std::uint32_t> min_;
@@ -113,23 +157,26 @@ class Engine : public std::enable_shared_from_this<Engine> {
 
   // --- Lock-free state ----------------------------------------------------------------------
   SlotTable slots_;
+  ClassTable classes_;
+  LatencyHistogram wait_time_;  // acquires that did not find an idle connection at once
   std::atomic<bool> closed_{false};
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::uint32_t> opened_{0};
   std::atomic<std::uint32_t> connecting_{0};
   std::atomic<std::uint64_t> misses_{0}, waits_{0}, timeouts_{0}, exhausted_{0},
-      acquire_errors_{0}, creates_{0}, create_failures_{0}, drops_{0};
+      acquire_errors_{0}, creates_{0}, create_failures_{0}, ping_failures_{0}, leaks_{0},
+      slow_acquires_{0};
+  std::array<std::atomic<std::uint64_t>, kCloseReasons> closed_by_{};
   std::atomic<std::int32_t> retire_refs_{0};
 
   // --- Protected by mutex_ ------------------------------------------------------------------
   mutable std::mutex mutex_;
-  Waiter* head_ = nullptr;  // the wait queue, oldest first
-  Waiter* tail_ = nullptr;
+  WaitQueue queue_;
+  Backoff backoff_;
   std::uint32_t max_waiting_ = 0;
   std::string last_connect_error_;
-  std::uint32_t connect_failures_in_row_ = 0;
-  bool min_retry_scheduled_ = false;
-  bool retired_ = false;
+  bool retry_scheduled_ = false;
+  std::uint32_t pending_opens_ = 0;  // background opens asked for and not yet started
 };
 
 }  // namespace reservoir::core

@@ -2,6 +2,8 @@
 // and by SQLSTATE).
 #include "reservoir/error.hpp"
 
+#include <algorithm>
+
 #include <utility>
 
 namespace reservoir {
@@ -58,10 +60,13 @@ Error::Error(ErrorCode code, const std::string& message, ErrorDetail detail)
     : std::runtime_error(message), code_(code), detail_(std::move(detail)) {}
 
 bool Error::retryable() const noexcept {
-  if (is_retryable(code_)) return true;
   const std::string& state = detail_.sqlstate;
+  const std::string_view cls = std::string_view(state).substr(0, std::min<std::size_t>(2, state.size()));
+  // Class 28 (invalid authorization) and 3D (invalid catalog name: no such database) fail the
+  // same way every time, even when the driver reports them as a failed connect.
+  if (cls == "28" || cls == "3D") return false;
+  if (is_retryable(code_)) return true;
   if (state.size() < 2) return false;
-  const std::string_view cls = std::string_view(state).substr(0, 2);
   // Class 40 (transaction rollback: serialization failure, deadlock): running the transaction
   // again usually succeeds. Class 08 (connection exception): the session is gone, a new one may
   // work. Whatever the code the driver chose for it, the SQLSTATE is the better witness.

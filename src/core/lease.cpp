@@ -23,22 +23,24 @@ Connection& Lease::connection() const {
   return core::Engine::connection(slot_);
 }
 
-void Lease::release() noexcept {
-  if (slot_ == nullptr) return;
-  core::Engine* e = engine_;
-  core::Slot* s = slot_;
-  engine_ = nullptr;
-  slot_ = nullptr;
-  e->release(s, false);
+const std::string& Lease::tag() const {
+  if (slot_ == nullptr)
+    throw Error(ErrorCode::lease_invalid,
+                "this lease holds no connection (moved from, released or dropped)");
+  return core::Engine::tag(slot_);
 }
 
-void Lease::drop() noexcept {
+void Lease::end(bool drop, const std::string_view* tag) noexcept {
   if (slot_ == nullptr) return;
   core::Engine* e = engine_;
   core::Slot* s = slot_;
   engine_ = nullptr;
   slot_ = nullptr;
-  e->release(s, true);
+  e->release(s, drop, tag);
 }
+
+void Lease::release() noexcept { end(false, nullptr); }
+void Lease::release(std::string_view tag) noexcept { end(false, &tag); }
+void Lease::drop() noexcept { end(true, nullptr); }
 
 }  // namespace reservoir

@@ -8,6 +8,20 @@
 
 namespace reservoir {
 
+const char* to_string(Purity purity) noexcept {
+  return purity == Purity::self ? "self" : "new";
+}
+
+const char* to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+  }
+  return "?";
+}
+
 const char* to_string(GetMode mode) noexcept {
   switch (mode) {
     case GetMode::wait:
@@ -80,6 +94,18 @@ Dsn check_options(const PoolOptions& o) {
   check_get_mode(o.get_mode);
   check_duration("wait_timeout", o.wait_timeout);
   check_duration("connect_timeout", o.connect_timeout);
+  // ping_interval may be negative: that means never.
+  check_duration("ping_timeout", o.ping_timeout);
+  check_duration("idle_timeout", o.idle_timeout);
+  check_duration("max_lifetime", o.max_lifetime);
+  check_duration("lifetime_jitter", o.lifetime_jitter);
+  check_duration("leak_threshold", o.leak_threshold);
+  if (o.maintenance_interval.count() <= 0) fail("maintenance_interval: must be positive");
+  if (o.max_connecting < 1) fail("max_connecting: must be at least 1");
+  if (o.backoff_initial.count() <= 0) fail("backoff_initial: must be positive");
+  if (o.backoff_max < o.backoff_initial) fail("backoff_max: must be at least backoff_initial");
+  if (o.max_lifetime.count() > 0 && o.lifetime_jitter >= o.max_lifetime)
+    fail("lifetime_jitter: must be less than max_lifetime");
   resolve_driver(o, dsn);
   return dsn;
 }

@@ -4,9 +4,13 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <source_location>
+#include <string>
 
+#include "core/histogram.hpp"
 #include "reservoir/connection.hpp"
 
 namespace reservoir::core {
@@ -31,19 +35,42 @@ constexpr bool is_leased(SlotState s) noexcept {
          s == SlotState::orphaned_revoked;
 }
 
+// Times are nanoseconds on the pool's clock, kept in atomics because maintenance reads them
+// for slots it does not own.
 struct alignas(64) Slot {
   std::atomic<SlotState> state{SlotState::empty};
   // True while a lease's release is running; a retiring pool waits for it before freeing
   // memory the release still touches. Written only by the slot's owner.
   std::atomic<bool> releasing{false};
+
+  // Hints that scanners read without owning the slot, written by its owner; the acquirer checks
+  // the real values once it owns the slot.
+  std::atomic<std::uint64_t> user_hash{0};   // heterogeneous pools: hash of user and password
+  std::atomic<std::uint64_t> class_hash{0};  // connection class of the last use (0: default)
+  std::atomic<std::uint64_t> tag_hash{0};    // 0: untagged
+
+  std::atomic<std::int64_t> idle_since_ns{0};   // when it was last released
+  std::atomic<std::int64_t> expires_at_ns{0};   // max_lifetime (with jitter); 0 = never
+  std::atomic<std::int64_t> acquired_at_ns{0};  // when the current lease began
+  std::atomic<std::source_location> acquired_where{};
+  std::atomic<bool> leak_reported{false};
+
   // Acquires served from this slot. Written only by the slot's owner (no read-modify-write, no
   // shared cache line on the fast path); read by stats().
   std::atomic<std::uint64_t> hits{0};
-  std::unique_ptr<Connection> conn;  // touched only by the state's owner
-  bool extra = false;                // opened by force_get beyond max
+  LatencyHistogram hold_time;  // written only by the owner (record_owned)
+
+  // Touched only by the state's owner.
+  std::unique_ptr<Connection> conn;
+  std::string tag;
+  std::string user, password;  // heterogeneous pools: the credentials it was opened with
+  bool dirty = false;          // used since it was opened or last reset
+  bool extra = false;          // opened by force_get beyond max
   std::uint32_t index = 0;
 
-  void count_hit() noexcept { hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void count_hit() noexcept {
+    hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 };
 
 // Slots live in fixed chunks that are never moved or freed before the table, so a pointer to a

@@ -8,7 +8,7 @@
 
 namespace reservoir::testing {
 
-std::unique_ptr<Connection> FakeDriver::connect(const Dsn&, std::chrono::milliseconds timeout) {
+std::unique_ptr<Connection> FakeDriver::connect(const Dsn& dsn, std::chrono::milliseconds timeout) {
   attempts_.fetch_add(1);
   in_connect_.fetch_add(1);
   struct Leave {
@@ -42,7 +42,9 @@ std::unique_ptr<Connection> FakeDriver::connect(const Dsn&, std::chrono::millise
                 ErrorDetail{"08001", 0});
   }
   connects_.fetch_add(1);
-  return std::make_unique<FakeConnection>(shared_from_this(), next_id_.fetch_add(1));
+  auto conn = std::make_unique<FakeConnection>(shared_from_this(), next_id_.fetch_add(1));
+  conn->user_ = dsn.user;
+  return conn;
 }
 
 void FakeDriver::hold_connects() {
@@ -79,6 +81,8 @@ std::uint64_t FakeConnection::execute_params(std::string_view sql, std::span<con
     rollback();
   } else if (sql == "FAIL") {
     throw Error(ErrorCode::query_failed, "fake: syntax error", ErrorDetail{"42601", 0});
+  } else if (sql.starts_with("SET ")) {
+    session_var_ = std::string(sql.substr(4));
   } else if (sql == "BREAK") {
     broken_ = true;
     throw Error(ErrorCode::connection_lost, "fake: server closed the connection");
@@ -87,6 +91,10 @@ std::uint64_t FakeConnection::execute_params(std::string_view sql, std::span<con
 }
 
 ResultSet FakeConnection::query_params(std::string_view sql, std::span<const Value> params) {
+  if (sql == "SHOW") {
+    if (broken()) throw Error(ErrorCode::connection_lost, "fake: server closed the connection");
+    return ResultSet({"setting"}, {Row({Value(session_var_)})});
+  }
   execute_params(sql == "SELECT ID" ? std::string_view("") : sql, params);
   return ResultSet({"id"}, {Row({Value(static_cast<std::int64_t>(id_))})});
 }
@@ -101,12 +109,17 @@ void FakeConnection::rollback() {
   in_tx_ = false;
 }
 
-void FakeConnection::ping() {
+void FakeConnection::ping(std::chrono::milliseconds) {
+  driver_->pings_.fetch_add(1);
+  if (driver_->fail_pings_.load()) broken_ = true;
   if (broken()) throw Error(ErrorCode::connection_lost, "fake: ping failed");
 }
 
 void FakeConnection::reset() {
+  driver_->resets_.fetch_add(1);
+  if (driver_->fail_resets_.load()) throw Error(ErrorCode::connection_lost, "fake: reset failed");
   rollback();
+  session_var_.clear();
 }
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {

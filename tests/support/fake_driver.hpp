@@ -9,7 +9,8 @@
 //   EXPECT_EQ(pool->opened(), fake->live());
 //
 // SQL understood by FakeConnection: BEGIN, COMMIT, ROLLBACK, FAIL (query_failed), BREAK (marks
-// the connection broken and throws connection_lost), SELECT ID (one row: the connection's id).
+// the connection broken and throws connection_lost), SELECT ID (one row: the connection's id),
+// SET <anything> (session state that reset() clears), SHOW (one row: what SET set).
 #pragma once
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <string>
 
 #include "reservoir/driver.hpp"
 
@@ -41,6 +43,10 @@ class FakeDriver : public Driver, public std::enable_shared_from_this<FakeDriver
   void break_all() { broken_before_.store(next_id_.load()); }
   // rollback() throws on every connection from now on (or stops doing so).
   void fail_rollbacks(bool on) { fail_rollback_.store(on); }
+  // ping() fails (and marks the connection broken) on every connection from now on.
+  void fail_pings(bool on) { fail_pings_.store(on); }
+  // reset() throws on every connection from now on.
+  void fail_resets(bool on) { fail_resets_.store(on); }
   // Randomly fail this fraction (0..1) of connects (for stress tests).
   void set_connect_failure_rate(double r) { failure_rate_.store(r); }
 
@@ -50,6 +56,8 @@ class FakeDriver : public Driver, public std::enable_shared_from_this<FakeDriver
   int attempts() const { return attempts_.load(); }    // connect() calls
   int in_connect() const { return in_connect_.load(); }  // connect() calls running now
   int rollbacks() const { return rollbacks_.load(); }
+  int pings() const { return pings_.load(); }
+  int resets() const { return resets_.load(); }
 
  private:
   friend class FakeConnection;
@@ -57,11 +65,14 @@ class FakeDriver : public Driver, public std::enable_shared_from_this<FakeDriver
   std::atomic<bool> fail_all_{false};
   std::atomic<bool> fail_auth_{false};
   std::atomic<bool> fail_rollback_{false};
+  std::atomic<bool> fail_pings_{false};
+  std::atomic<bool> fail_resets_{false};
   std::atomic<double> failure_rate_{0.0};
   std::atomic<std::int64_t> delay_ms_{0};
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<std::uint64_t> broken_before_{0};
-  std::atomic<int> live_{0}, connects_{0}, attempts_{0}, in_connect_{0}, rollbacks_{0};
+  std::atomic<int> live_{0}, connects_{0}, attempts_{0}, in_connect_{0}, rollbacks_{0}, pings_{0},
+      resets_{0};
   std::mutex hold_mutex_;
   std::condition_variable hold_cv_;
   bool held_ = false;  // guarded by hold_mutex_
@@ -79,14 +90,20 @@ class FakeConnection : public Connection {
   void rollback() override;
   bool in_transaction() const noexcept override { return in_tx_; }
   bool broken() const noexcept override;
-  void ping() override;
+  void ping(std::chrono::milliseconds timeout) override;
   void reset() override;
   void* native_handle() noexcept override { return this; }
   std::string_view driver_name() const noexcept override { return "fake"; }
 
   std::uint64_t id() const noexcept { return id_; }
+  // The user the connection was opened as (from the DSN the pool passed).
+  const std::string& user() const noexcept { return user_; }
+  const std::string& session_var() const noexcept { return session_var_; }
 
  private:
+  friend class FakeDriver;
+  std::string user_;
+  std::string session_var_;
   std::shared_ptr<FakeDriver> driver_;
   std::uint64_t id_;
   bool in_tx_ = false;

@@ -44,7 +44,7 @@ class RecordingConnection : public Connection {
   }
   bool in_transaction() const noexcept override { return open_; }
   bool broken() const noexcept override { return is_broken; }
-  void ping() override {}
+  void ping(std::chrono::milliseconds) override {}
   void reset() override {}
   void* native_handle() noexcept override { return nullptr; }
   std::string_view driver_name() const noexcept override { return "recording"; }

@@ -157,7 +157,8 @@ void SqliteConnection::rollback() {
 
 bool SqliteConnection::in_transaction() const noexcept { return sqlite3_get_autocommit(db_) == 0; }
 
-void SqliteConnection::ping() {
+// The database is a local file: there is no network to time out on, so the timeout is moot.
+void SqliteConnection::ping(std::chrono::milliseconds /*timeout*/) {
   ensure_usable();
   try {
     run("SELECT 1", {}, nullptr, true);

@@ -53,7 +53,7 @@ class SqliteConnection final : public Connection {
   bool broken() const noexcept override { return broken_; }
 
   // Steps "SELECT 1". Throws connection_lost (and marks the connection broken) on failure.
-  void ping() override;
+  void ping(std::chrono::milliseconds timeout) override;
 
   // Rolls back, drops the prepared statements, drops TEMP tables, views and triggers, detaches
   // attached databases and restores busy_timeout. Errors as execute().

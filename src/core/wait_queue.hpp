@@ -1,0 +1,82 @@
+// src/core/wait_queue.hpp: the first-come-first-served queue of acquirers waiting for a
+// connection. Intrusive (each Waiter lives on its acquirer's stack), so waiting allocates
+// nothing. Not thread-safe by itself: the engine guards it with its mutex.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+
+namespace reservoir::core {
+
+struct Slot;
+
+struct Waiter {
+  std::condition_variable cv;
+  std::chrono::steady_clock::time_point since;  // real time, for the starvation bound
+  std::uint64_t user_hash = 0;  // heterogeneous pools: only this user's connections fit
+  Slot* handed = nullptr;       // a releaser handed this waiter a connection
+  bool signalled = false;       // a wake-up is on its way; don't spend another on this waiter
+  bool preparing = false;       // checking a connection outside the lock; skip it meanwhile
+  Waiter* prev = nullptr;
+  Waiter* next = nullptr;
+  bool queued = false;
+};
+
+class WaitQueue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::uint32_t size() const noexcept { return size_; }
+  Waiter* head() const noexcept { return head_; }
+
+  void push(Waiter& w) noexcept {
+    w.prev = tail_;
+    w.next = nullptr;
+    if (tail_ != nullptr) tail_->next = &w; else head_ = &w;
+    tail_ = &w;
+    w.queued = true;
+    ++size_;
+  }
+
+  void remove(Waiter& w) noexcept {
+    if (!w.queued) return;
+    if (w.prev != nullptr) w.prev->next = w.next; else head_ = w.next;
+    if (w.next != nullptr) w.next->prev = w.prev; else tail_ = w.prev;
+    w.prev = w.next = nullptr;
+    w.queued = false;
+    --size_;
+  }
+
+  // The oldest waiter that can take a connection of `user_hash` now (not busy checking one and
+  // not already handed one).
+  Waiter* first_ready_for(std::uint64_t user_hash) const noexcept {
+    for (Waiter* w = head_; w != nullptr; w = w->next)
+      if (!w->preparing && w->handed == nullptr && w->user_hash == user_hash) return w;
+    return nullptr;
+  }
+
+  // Wakes the oldest waiter not yet woken (of the given user, or any when all_users).
+  void wake_one(std::uint64_t user_hash, bool all_users) noexcept {
+    for (Waiter* w = head_; w != nullptr; w = w->next) {
+      if (w->signalled || w->preparing || w->handed != nullptr) continue;
+      if (!all_users && w->user_hash != user_hash) continue;
+      w->signalled = true;
+      w->cv.notify_one();
+      return;
+    }
+  }
+
+  void wake_all() noexcept {
+    for (Waiter* w = head_; w != nullptr; w = w->next) {
+      w->signalled = true;
+      w->cv.notify_one();
+    }
+  }
+
+ private:
+  Waiter* head_ = nullptr;
+  Waiter* tail_ = nullptr;
+  std::uint32_t size_ = 0;
+};
+
+}  // namespace reservoir::core
