@@ -58,8 +58,10 @@ class Pool {
   // last connect error; an acquire fails at once when the backoff leaves no attempt before its
   // deadline and no connection is open that could be released to it.
   // `where` is recorded for leak reports; leave it defaulted.
-  Lease acquire(const AcquireOptions& options = {},
+  Lease acquire(const AcquireOptions& options,
                 std::source_location where = std::source_location::current());
+  // acquire() with the pool's defaults.
+  Lease acquire(std::source_location where = std::source_location::current());
 
   std::uint32_t opened() const noexcept;
   std::uint32_t busy() const noexcept;

@@ -163,10 +163,14 @@ bool Engine::move(Slot& slot, SlotState from, SlotState to) noexcept {
 
 // ---- requests and fit --------------------------------------------------------------------------
 
-Engine::Request Engine::make_request(const AcquireOptions& o, std::source_location where) {
+[[gnu::always_inline]] inline Engine::Request Engine::make_request(
+    const AcquireOptions& o, std::source_location where) {
   Request r;
   r.options = &o;
   r.where = where;
+  if (o.user.empty() && o.password.empty() && o.cclass.empty() && o.tag.empty() &&
+      options_.homogeneous)
+    return r;  // the common case: nothing to resolve
   if (options_.homogeneous) {
     if (!o.user.empty() || !o.password.empty())
       throw Error(ErrorCode::invalid_argument,
@@ -183,7 +187,8 @@ Engine::Request Engine::make_request(const AcquireOptions& o, std::source_locati
   return r;
 }
 
-Engine::Fit Engine::fit(const Slot& s, const Request& r) const noexcept {
+[[gnu::always_inline]] inline Engine::Fit Engine::fit(const Slot& s,
+                                                      const Request& r) const noexcept {
   if (s.user_hash.load(std::memory_order_relaxed) != r.user_hash) return Fit::none;
   const std::uint64_t tag = s.tag_hash.load(std::memory_order_relaxed);
   const bool class_ok = r.options->purity == Purity::new_ ||
@@ -234,7 +239,26 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
 
 // ---- acquire ---------------------------------------------------------------------------------
 
+// The common case of prepare(): nothing to check or change. Inline, no calls.
+[[gnu::always_inline]] inline bool Engine::ready_as_is(const Slot& slot, const Request& r,
+                                                       time_point t) const noexcept {
+  const std::int64_t t_ns = ns(t);
+  const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+  return r.user_hash == 0 && r.cls == nullptr && (expires == 0 || t_ns < expires) &&
+         (ping_interval_ns_ < 0 ||
+          t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping_interval_ns_) &&
+         (!slot.dirty || (r.options->purity == Purity::self &&
+                          slot.class_hash.load(std::memory_order_relaxed) == r.class_hash)) &&
+         (!options_.session_callback ||
+          (slot.tag_hash.load(std::memory_order_relaxed) == r.tag_hash &&
+           (r.tag_hash == 0 || slot.tag == r.options->tag)));
+}
+
 bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
+  if (!fresh && ready_as_is(slot, r, t)) {
+    slot.class_hash.store(r.class_hash, std::memory_order_relaxed);
+    return true;
+  }
   Connection& c = *slot.conn;
   const AcquireOptions& o = *r.options;
   if (!fresh) {
@@ -300,7 +324,8 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
   return true;
 }
 
-Lease Engine::hand_out(Slot& slot, const Request& r, time_point t) noexcept {
+[[gnu::always_inline]] inline Lease Engine::hand_out(Slot& slot, const Request& r,
+                                                     time_point t) noexcept {
   slot.dirty = true;
   slot.acquired_at_ns.store(ns(t), std::memory_order_relaxed);
   slot.acquired_where.store(r.where, std::memory_order_relaxed);

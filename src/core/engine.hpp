@@ -100,6 +100,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // session callback. Returns false if the connection was closed instead (the caller tries
   // again). Throws what the session callback threw.
   bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
+  bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
   Lease hand_out(Slot& slot, const Request& r, time_point now) noexcept;
   Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
 

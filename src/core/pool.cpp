@@ -26,6 +26,11 @@ Pool::~Pool() = default;
 Lease Pool::acquire(const AcquireOptions& options, std::source_location where) {
   return engine_->acquire(options, where);
 }
+
+Lease Pool::acquire(std::source_location where) {
+  static const AcquireOptions defaults;
+  return engine_->acquire(defaults, where);
+}
 std::uint32_t Pool::opened() const noexcept { return engine_->opened(); }
 std::uint32_t Pool::busy() const noexcept { return engine_->busy(); }
 std::uint32_t Pool::idle() const noexcept { return engine_->idle(); }

@@ -316,8 +316,7 @@ class Registry {
     if (named_.contains(name)) {
       throw Error(ErrorCode::invalid_argument,
                   "pool name '" + name +
-                      "' is already in use (close that pool first, or choose "
-                      "another name)");
+                      "' is already in use (close that pool first, or choose another name)");
     }
     named_.emplace(name, pool);
   }

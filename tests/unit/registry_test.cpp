@@ -20,30 +20,36 @@ using namespace std::chrono_literals;
 using testing::eventually;
 using testing::FakeDriver;
 
-// Collects what a log hook receives. Thread-safe: hooks run on background threads too.
-struct LogCapture {
-  std::mutex mutex;
-  std::vector<std::pair<LogLevel, std::string>> messages;
-
+// Collects what a log hook receives. Thread-safe: hooks run on background threads too. The hook
+// shares the collected state, so a pool that lingers past the test still logs into live memory.
+class LogCapture {
+ public:
   LogHook hook() {
-    return [this](LogLevel level, std::string_view message) {
-      std::lock_guard lk(mutex);
-      messages.emplace_back(level, std::string(message));
+    return [state = state_](LogLevel level, std::string_view message) {
+      std::lock_guard lk(state->mutex);
+      state->messages.emplace_back(level, std::string(message));
     };
   }
-  std::vector<std::string> warnings() {
-    std::lock_guard lk(mutex);
+  std::vector<std::string> warnings() const {
+    std::lock_guard lk(state_->mutex);
     std::vector<std::string> out;
-    for (const auto& [level, text] : messages) {
+    for (const auto& [level, text] : state_->messages) {
       if (level == LogLevel::warning) out.push_back(text);
     }
     return out;
   }
-  bool any_contains(std::string_view needle) {
-    std::lock_guard lk(mutex);
-    return std::any_of(messages.begin(), messages.end(),
+  bool any_contains(std::string_view needle) const {
+    std::lock_guard lk(state_->mutex);
+    return std::any_of(state_->messages.begin(), state_->messages.end(),
                        [&](const auto& m) { return m.second.find(needle) != std::string::npos; });
   }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::vector<std::pair<LogLevel, std::string>> messages;
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 class RegistryTest : public ::testing::Test {

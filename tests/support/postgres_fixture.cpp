@@ -1,0 +1,251 @@
+// tests/support/postgres_fixture.cpp: finds the ctest fixture's PostgreSQL server, or starts one
+// for this process with pg_fixture.sh and stops it when the tests end.
+#include "support/postgres_fixture.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+
+#include "reservoir/driver.hpp"
+#include "reservoir/dsn.hpp"
+#include "reservoir/error.hpp"
+
+// Set by tests/support/CMakeLists.txt.
+#ifndef RESERVOIR_PG_FIXTURE_SCRIPT
+#define RESERVOIR_PG_FIXTURE_SCRIPT "tests/support/pg_fixture.sh"
+#endif
+#ifndef RESERVOIR_PG_STATE_FILE
+#define RESERVOIR_PG_STATE_FILE ""
+#endif
+
+namespace reservoir::testing {
+namespace {
+
+constexpr int kNoBinariesExit = 77;  // pg_fixture.sh: no PostgreSQL server binaries
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+std::map<std::string, std::string> read_state(const std::filesystem::path& file) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::size_t eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+std::optional<PostgresServer> from_state(const std::map<std::string, std::string>& s) {
+  const auto get = [&](const char* key) {
+    const auto it = s.find(key);
+    return it != s.end() ? it->second : std::string();
+  };
+  PostgresServer server;
+  server.dsn = get("RESERVOIR_PG_DSN");
+  if (server.dsn.empty()) return std::nullopt;
+  server.other_dsn = get("RESERVOIR_PG_OTHER_DSN");
+  server.admin_dsn = get("RESERVOIR_PG_ADMIN_DSN");
+  server.host = get("RESERVOIR_PG_HOST");
+  server.port = static_cast<std::uint16_t>(std::atoi(get("RESERVOIR_PG_PORT").c_str()));
+  server.database = get("RESERVOIR_PG_DATABASE");
+  server.user = get("RESERVOIR_PG_USER");
+  server.password = get("RESERVOIR_PG_PASSWORD");
+  server.other_user = get("RESERVOIR_PG_OTHER_USER");
+  server.other_password = get("RESERVOIR_PG_OTHER_PASSWORD");
+  return server;
+}
+
+// RESERVOIR_PG_DSN names a server someone else runs; its parts fill the rest.
+PostgresServer from_environment(const std::string& dsn_text) {
+  PostgresServer server;
+  server.dsn = dsn_text;
+  server.other_dsn = env("RESERVOIR_PG_OTHER_DSN");
+  server.admin_dsn = env("RESERVOIR_PG_ADMIN_DSN");
+  const Dsn dsn = Dsn::parse(dsn_text);
+  server.host = dsn.host;
+  server.port = dsn.port;
+  server.database = dsn.database;
+  server.user = dsn.user;
+  server.password = dsn.password;
+  if (!server.other_dsn.empty()) {
+    const Dsn other = Dsn::parse(server.other_dsn);
+    server.other_user = other.user;
+    server.other_password = other.password;
+  }
+  return server;
+}
+
+// Whether the server behind dsn accepts our credentials now (a state file may outlive its
+// server when a run was killed before its cleanup).
+bool answers(const std::string& dsn) {
+  const auto driver = find_driver("postgresql");
+  if (!driver) return false;
+  try {
+    driver->connect(Dsn::parse(dsn), std::chrono::seconds(3))->ping();
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+int run_script(const std::string& args, const std::filesystem::path& log) {
+  const std::string command = "'" RESERVOIR_PG_FIXTURE_SCRIPT "' " + args + " </dev/null >'" +
+                              log.string() + "' 2>&1";
+  const int status = std::system(command.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string slurp(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+struct State {
+  std::once_flag once;
+  std::optional<PostgresServer> server;
+  std::string why;
+  bool hard_failure = false;             // the server should have started but did not
+  std::filesystem::path own_dir;         // set when this process started the server
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+// Stops the server this process started, after the last test.
+class StopOwnServer : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    State& s = state();
+    if (s.own_dir.empty()) return;
+    run_script("stop '" + (s.own_dir / "state.env").string() + "'", s.own_dir / "stop.log");
+    std::error_code ignored;
+    std::filesystem::remove_all(s.own_dir, ignored);
+    s.own_dir.clear();
+  }
+};
+
+[[maybe_unused]] ::testing::Environment* const kStopOwnServer =
+    ::testing::AddGlobalTestEnvironment(new StopOwnServer);
+
+void find_or_start(State& s) {
+  if (!find_driver("postgresql")) {
+    s.why = "reservoir was built without the PostgreSQL driver (libpq-dev not found)";
+    return;
+  }
+  if (const std::string dsn = env("RESERVOIR_PG_DSN"); !dsn.empty()) {
+    s.server = from_environment(dsn);
+    return;
+  }
+  std::string state_file = env("RESERVOIR_PG_STATE_FILE");
+  if (state_file.empty()) state_file = RESERVOIR_PG_STATE_FILE;
+  if (!state_file.empty() && std::filesystem::exists(state_file)) {
+    auto server = from_state(read_state(state_file));
+    if (server && answers(server->dsn)) {
+      s.server = std::move(server);
+      return;
+    }
+  }
+
+  // Our own server, watched by the script's watchdog in case this process dies.
+  std::string dir_template =
+      (std::filesystem::temp_directory_path() / "reservoir-pgtest.XXXXXX").string();
+  if (::mkdtemp(dir_template.data()) == nullptr) {
+    s.why = "cannot create a temporary directory";
+    s.hard_failure = true;
+    return;
+  }
+  const std::filesystem::path dir = dir_template;
+  const std::filesystem::path state_path = dir / "state.env";
+  const int rc = run_script("start '" + state_path.string() + "' " + std::to_string(::getpid()),
+                            dir / "start.log");
+  if (rc != 0) {
+    s.why = rc == kNoBinariesExit
+                ? "no PostgreSQL server binaries (apt-get install postgresql)"
+                : "pg_fixture.sh start failed (exit " + std::to_string(rc) +
+                      "): " + slurp(dir / "start.log");
+    s.hard_failure = rc != kNoBinariesExit;
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return;
+  }
+  s.own_dir = dir;
+  s.server = from_state(read_state(state_path));
+  if (!s.server) {
+    s.why = "pg_fixture.sh wrote no DSN to " + state_path.string();
+    s.hard_failure = true;
+  }
+}
+
+}  // namespace
+
+std::string PostgresServer::dsn_for(std::string_view u, std::string_view pw, std::string_view db,
+                                    std::string_view params) const {
+  // Test credentials are hex and names are plain, so nothing needs percent-encoding.
+  std::string out = "postgresql://" + std::string(u);
+  if (!pw.empty()) out += ":" + std::string(pw);
+  out += "@" + host;
+  if (port != 0) out += ":" + std::to_string(port);
+  out += "/" + std::string(db);
+  if (!params.empty()) out += "?" + std::string(params);
+  return out;
+}
+
+const PostgresServer* postgres_server(std::string* why) {
+  State& s = state();
+  std::call_once(s.once, [&] { find_or_start(s); });
+  if (why != nullptr) *why = s.why;
+  return s.server ? &*s.server : nullptr;
+}
+
+void PostgresTest::SetUp() {
+  std::string why;
+  server_ = postgres_server(&why);
+  if (server_ != nullptr) return;
+  const State& s = state();
+  if (s.hard_failure || env("RESERVOIR_PG_REQUIRED") == "1") {
+    FAIL() << "PostgreSQL is not available: " << why;
+  }
+  GTEST_SKIP() << "PostgreSQL is not available: " << why;
+}
+
+std::unique_ptr<Connection> PostgresTest::connect(const std::string& dsn,
+                                                  std::chrono::milliseconds timeout) {
+  const auto driver = find_driver("postgresql");
+  if (!driver) throw Error(ErrorCode::unsupported, "no postgresql driver registered");
+  return driver->connect(Dsn::parse(dsn.empty() ? pg().dsn : dsn), timeout);
+}
+
+std::string PostgresTest::unique_name(std::string_view prefix) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = info != nullptr ? std::string(info->test_suite_name()) + "_" + info->name()
+                                     : std::string("test");
+  std::string clean;
+  for (const char c : test) {
+    if (std::isalnum(static_cast<unsigned char>(c)) != 0) {
+      clean += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+      clean += '_';
+    }
+  }
+  if (clean.size() > 32) clean.resize(32);
+  return std::string(prefix) + "_" + clean + "_" + std::to_string(::getpid()) + "_" +
+         std::to_string(++names_);
+}
+
+}  // namespace reservoir::testing
