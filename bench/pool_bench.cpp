@@ -192,6 +192,9 @@ struct ReservoirSubject {
 
   reservoir::Lease acquire(ThreadRecord&) { return pool->acquire(); }
 
+  // Acquires that had to wait so far (PoolStats::waits); read outside the timed loop only.
+  std::uint64_t waits() const { return pool->stats().waits; }
+
   static std::int64_t select1(reservoir::Lease& lease) {
     return lease->query("SELECT 1")[0][0].as<std::int64_t>();
   }
@@ -292,6 +295,14 @@ void run(benchmark::State& state, int max) {
     state.SkipWithError(e.what());  // the loop below then runs no iteration
   }
 
+  // Only reservoir counts its waits; thread 0 reads the counter on both sides of the loop's
+  // barriers, so the difference is exactly this run's.
+  constexpr bool kCountsWaits = requires(const Subject& x) { x.waits(); };
+  std::uint64_t waits_before = 0;
+  if constexpr (kCountsWaits) {
+    if (subject && state.thread_index() == 0) waits_before = subject->waits();
+  }
+
   // An exception inside the loop marks the run failed; the remaining iterations are skipped
   // rather than leaving the loop, so this thread still meets the others at its closing barrier.
   bool failed = false;
@@ -317,6 +328,13 @@ void run(benchmark::State& state, int max) {
   state.SetItemsProcessed(state.iterations());
   if constexpr (Subject::kThrowsWhenExhausted) {
     state.counters["exhausted"] = static_cast<double>(record.exhausted);  // summed over threads
+  }
+  if constexpr (kCountsWaits) {
+    if (subject && state.thread_index() == 0) {
+      // The fraction of acquires that waited (Google Benchmark divides by all threads' cycles).
+      state.counters["waited"] = benchmark::Counter(
+          static_cast<double>(subject->waits() - waits_before), benchmark::Counter::kAvgIterations);
+    }
   }
   if (kFamily == Family::cycle_latency && state.thread_index() == 0) {
     WaitHistogram all;

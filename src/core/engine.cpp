@@ -38,7 +38,7 @@ Slot* cached_slot(std::uint64_t id) noexcept {
 void remember_slot(std::uint64_t id, Slot* slot) noexcept {
   for (auto& e : t_cache) {
     if (e.engine_id == id) {
-      e.slot = slot;
+      if (e.slot != slot) e.slot = slot;  // usually the same: no store, nothing to drain
       return;
     }
   }
@@ -90,6 +90,8 @@ Engine::Engine(const PoolOptions& o, Dsn dsn, std::shared_ptr<Driver> driver)
       idle_timeout_ns_(std::chrono::nanoseconds(o.idle_timeout).count()),
       leak_threshold_ns_(std::chrono::nanoseconds(o.leak_threshold).count()),
       default_user_hash_(o.homogeneous ? 0 : credentials_hash(dsn_.user, dsn_.password)),
+      has_callback_(static_cast<bool>(o.session_callback)),
+      plain_(o.homogeneous && !o.session_callback),
       min_(o.min),
       max_(o.max),
       increment_(o.increment),
@@ -169,8 +171,10 @@ bool Engine::move(Slot& slot, SlotState from, SlotState to) noexcept {
   r.options = &o;
   r.where = where;
   if (o.user.empty() && o.password.empty() && o.cclass.empty() && o.tag.empty() &&
-      options_.homogeneous)
-    return r;  // the common case: nothing to resolve
+      options_.homogeneous && o.purity == Purity::self) {
+    r.plain = !has_callback_;  // the common case: nothing to resolve
+    return r;
+  }
   if (options_.homogeneous) {
     if (!o.user.empty() || !o.password.empty())
       throw Error(ErrorCode::invalid_argument,
@@ -184,6 +188,7 @@ bool Engine::move(Slot& slot, SlotState from, SlotState to) noexcept {
     r.cls->requests.fetch_add(1, std::memory_order_relaxed);
   }
   if (!o.tag.empty()) r.tag_hash = hash_name(o.tag);
+  r.label = label_of(r.user_hash, r.class_hash, r.tag_hash);
   return r;
 }
 
@@ -239,6 +244,17 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
 
 // ---- acquire ---------------------------------------------------------------------------------
 
+// A plain request (no user, class or tag; no session callback) on a slot whose label is 0 needs
+// only the lifetime and ping checks.
+[[gnu::always_inline]] inline bool Engine::fresh_enough(const Slot& slot,
+                                                        time_point t) const noexcept {
+  const std::int64_t t_ns = ns(t);
+  const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+  return slot.label.load(std::memory_order_relaxed) == 0 && (expires == 0 || t_ns < expires) &&
+         (ping_interval_ns_ < 0 ||
+          t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping_interval_ns_);
+}
+
 // The common case of prepare(): nothing to check or change. Inline, no calls.
 [[gnu::always_inline]] inline bool Engine::ready_as_is(const Slot& slot, const Request& r,
                                                        time_point t) const noexcept {
@@ -247,18 +263,15 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
   return r.user_hash == 0 && r.cls == nullptr && (expires == 0 || t_ns < expires) &&
          (ping_interval_ns_ < 0 ||
           t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping_interval_ns_) &&
-         (!slot.dirty || (r.options->purity == Purity::self &&
-                          slot.class_hash.load(std::memory_order_relaxed) == r.class_hash)) &&
+         slot.class_hash.load(std::memory_order_relaxed) == r.class_hash &&
+         (!slot.dirty || r.options->purity == Purity::self) &&
          (!options_.session_callback ||
           (slot.tag_hash.load(std::memory_order_relaxed) == r.tag_hash &&
            (r.tag_hash == 0 || slot.tag == r.options->tag)));
 }
 
 bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
-  if (!fresh && ready_as_is(slot, r, t)) {
-    slot.class_hash.store(r.class_hash, std::memory_order_relaxed);
-    return true;
-  }
+  if (!fresh && ready_as_is(slot, r, t)) return true;
   Connection& c = *slot.conn;
   const AcquireOptions& o = *r.options;
   if (!fresh) {
@@ -305,11 +318,13 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
     slot.dirty = false;
     slot.tag.clear();
     slot.tag_hash.store(0, std::memory_order_relaxed);
+    update_label(slot);
   }
   if (r.cls != nullptr) {
     (same_class && !fresh ? r.cls->hits : r.cls->misses).fetch_add(1, std::memory_order_relaxed);
   }
   slot.class_hash.store(r.class_hash, std::memory_order_relaxed);
+  update_label(slot);
   if (options_.session_callback && (fresh || slot.tag != o.tag)) {
     try {
       options_.session_callback(c, o.tag);
@@ -320,28 +335,61 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
     }
     slot.tag = o.tag;
     slot.tag_hash.store(r.tag_hash, std::memory_order_relaxed);
+    update_label(slot);
   }
   return true;
 }
 
-[[gnu::always_inline]] inline Lease Engine::hand_out(Slot& slot, const Request& r,
+[[gnu::always_inline]] inline Lease Engine::hand_out(Slot& slot, std::source_location where,
                                                      time_point t) noexcept {
-  slot.dirty = true;
-  slot.acquired_at_ns.store(ns(t), std::memory_order_relaxed);
-  slot.acquired_where.store(r.where, std::memory_order_relaxed);
-  slot.leak_reported.store(false, std::memory_order_relaxed);
+  // Every store here must drain before the release's compare-and-swap: store only what is used.
+  // The clock ticks once a millisecond, so most cycles find the same value already there.
+  if (!slot.dirty) slot.dirty = true;
+  // Set now rather than in release(), where a store just before the compare-and-swap would cost
+  // the release its wait for the store to drain. A retiring pool waits only on idle slots.
+  slot.releasing.store(true, std::memory_order_relaxed);
+  if (slot.acquired_at_ns.load(std::memory_order_relaxed) != ns(t))
+    slot.acquired_at_ns.store(ns(t), std::memory_order_relaxed);
+  if (leak_threshold_ns_ > 0) {
+    slot.acquired_where.store(where, std::memory_order_relaxed);
+    slot.leak_reported.store(false, std::memory_order_relaxed);
+  }
   return Lease(this, &slot);
 }
 
 Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
+  // The common case, without building a Request: no user, class or tag, purity self, no
+  // session callback; the slot this thread used last is idle, carries none either, and needs
+  // no ping and has not expired. One compare-and-swap, no lock, no allocation, one clock read.
+  const bool plain = plain_ && options.tag.empty() && options.cclass.empty() &&
+                     options.user.empty() && options.password.empty() &&
+                     options.purity == Purity::self;
+  if (plain && !closed_.load(std::memory_order_relaxed)) {
+    Slot* s = cached_slot(id_);
+    SlotState expected = SlotState::idle;
+    if (s != nullptr && s->state.load() == SlotState::idle &&
+        s->label.load(std::memory_order_relaxed) == 0 &&
+        s->state.compare_exchange_strong(expected, SlotState::in_use)) {
+      const time_point t = now();
+      if (fresh_enough(*s, t)) {
+        s->count_hit();
+        return hand_out(*s, where, t);
+      }
+      const Request r = make_request(options, where);
+      if (prepare(*s, r, t, false)) {
+        s->count_hit();
+        return hand_out(*s, where, t);
+      }
+    }
+  }
   const Request r = make_request(options, where);
   if (!closed_.load(std::memory_order_relaxed)) {
     const Fit worst = r.tag_hash == 0 || options.match_any_tag ? Fit::other_tag : Fit::untagged;
     const time_point t = now();
-    while (Slot* s = try_take_idle(r, worst)) {
-      if (prepare(*s, r, t, false)) {
+    for (Slot* s = try_take_idle(r, worst); s != nullptr; s = try_take_idle(r, worst)) {
+      if ((r.plain && fresh_enough(*s, t)) || prepare(*s, r, t, false)) {
         s->count_hit();
-        return hand_out(*s, r, t);
+        return hand_out(*s, where, t);
       }
     }
   }
@@ -396,7 +444,7 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
     wait_time_.record_shared(waited);
     slow_acquires_.fetch_add(1, std::memory_order_relaxed);
     if (hit) s.count_hit(); else misses_.fetch_add(1, std::memory_order_relaxed);
-    return hand_out(s, r, now());
+    return hand_out(s, r.where, now());
   };
 
   std::unique_lock lk(mutex_);
@@ -581,6 +629,7 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
   slot.class_hash.store(0, std::memory_order_relaxed);
   slot.tag.clear();
   slot.tag_hash.store(0, std::memory_order_relaxed);
+  update_label(slot);
   slot.dirty = false;
   const auto life = std::chrono::nanoseconds(options_.max_lifetime).count();
   const auto jitter = std::chrono::nanoseconds(options_.lifetime_jitter).count();
@@ -696,7 +745,8 @@ void Engine::record_connect_failure_locked(const std::string& message) noexcept 
 
 // ---- release -------------------------------------------------------------------------------
 
-bool Engine::must_discard(Slot& slot, time_point t, CloseReason& why) noexcept {
+[[gnu::always_inline]] inline bool Engine::must_discard(Slot& slot, time_point t,
+                                                       CloseReason& why) noexcept {
   Connection* c = slot.conn.get();
   if (c->broken()) {
     why = CloseReason::broken;
@@ -712,6 +762,7 @@ bool Engine::must_discard(Slot& slot, time_point t, CloseReason& why) noexcept {
     slot.dirty = false;
     slot.tag.clear();
     slot.tag_hash.store(0, std::memory_order_relaxed);
+    update_label(slot);
   } else if (c->in_transaction()) {
     try {
       c->rollback();
@@ -738,7 +789,7 @@ bool Engine::must_discard(Slot& slot, time_point t, CloseReason& why) noexcept {
 }
 
 void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noexcept {
-  slot->releasing.store(true, std::memory_order_relaxed);
+  // slot->releasing was set when the lease began (hand_out), away from this compare-and-swap.
   const time_point t = now();
   bool checked = false, discard = false;
   CloseReason why = CloseReason::dropped;
@@ -761,19 +812,23 @@ void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noe
       case SlotState::in_use:
         if (!checked) {
           checked = true;
-          slot->hold_time.record_owned(
-              std::chrono::nanoseconds(ns(t) - slot->acquired_at_ns.load(std::memory_order_relaxed)));
+          // Holds shorter than a clock tick read as 0; stats() counts those as the releases
+          // not recorded, which spares the common short hold a store.
+          const std::int64_t held = ns(t) - slot->acquired_at_ns.load(std::memory_order_relaxed);
+          if (held != 0) slot->hold_time.record_owned(std::chrono::nanoseconds(held));
           discard = drop || must_discard(*slot, t, why);
           if (!discard && new_tag != nullptr && !options_.reset_on_release) {
             slot->tag = std::string(*new_tag);
             slot->tag_hash.store(hash_name(*new_tag), std::memory_order_relaxed);
+            update_label(*slot);
           }
         }
         if (discard) {
           if (!move(*slot, SlotState::in_use, SlotState::closing)) continue;
           close_slot(*slot, why);
         } else {
-          slot->idle_since_ns.store(ns(t), std::memory_order_relaxed);
+          if (slot->idle_since_ns.load(std::memory_order_relaxed) != ns(t))
+            slot->idle_since_ns.store(ns(t), std::memory_order_relaxed);
           if (!move(*slot, SlotState::in_use, SlotState::idle)) continue;
           remember_slot(id_, slot);
           if (waiters_.load() != 0) hand_off_or_wake(*slot);
@@ -825,6 +880,7 @@ void Engine::close_slot(Slot& slot, CloseReason why) noexcept {
   slot.user_hash.store(0, std::memory_order_relaxed);
   slot.class_hash.store(0, std::memory_order_relaxed);
   slot.tag_hash.store(0, std::memory_order_relaxed);
+  update_label(slot);
   slot.expires_at_ns.store(0, std::memory_order_relaxed);
   move(slot, SlotState::closing, SlotState::empty);
   closed_by_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
@@ -1114,6 +1170,10 @@ PoolStats Engine::stats() const {
   const std::uint64_t served = st.hits + st.misses, slow = slow_acquires_.load();
   wait.zeros = served > slow ? served - slow : 0;
   st.wait_time = wait.summary();
+  // Every lease that ended was either recorded or held for less than a tick (see release()).
+  const std::uint64_t ended = served > st.busy ? served - st.busy : 0;
+  const std::uint64_t recorded = hold.count();
+  hold.zeros = ended > recorded ? ended - recorded : 0;
   st.hold_time = hold.summary();
   classes_.snapshot(st.classes);
   std::lock_guard lk(mutex_);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -73,9 +74,22 @@ class Engine : public std::enable_shared_from_this<Engine> {
     std::uint64_t user_hash = 0;   // 0 in homogeneous pools
     std::uint64_t class_hash = 0;  // 0: the default class
     std::uint64_t tag_hash = 0;    // 0: no tag
+    std::uint64_t label = 0;       // label_of(user_hash, class_hash, tag_hash)
+    bool plain = false;            // none of the above, purity self, no session callback
     ClassTable::Entry* cls = nullptr;
     std::source_location where;
   };
+  // One word that is 0 exactly when user, class and tag hashes are all 0, so that the fast
+  // path compares one value.
+  static std::uint64_t label_of(std::uint64_t user, std::uint64_t cls, std::uint64_t tag) noexcept {
+    return user ^ std::rotl(cls, 21) ^ std::rotl(tag, 42);
+  }
+  static void update_label(Slot& s) noexcept {
+    s.label.store(label_of(s.user_hash.load(std::memory_order_relaxed),
+                           s.class_hash.load(std::memory_order_relaxed),
+                           s.tag_hash.load(std::memory_order_relaxed)),
+                  std::memory_order_relaxed);
+  }
   // How well an idle slot fits a request; lower is better.
   enum class Fit : std::uint8_t { exact, untagged, other_tag, none };
   struct PendingClose {
@@ -101,7 +115,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // again). Throws what the session callback threw.
   bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
   bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
-  Lease hand_out(Slot& slot, const Request& r, time_point now) noexcept;
+  bool fresh_enough(const Slot& slot, time_point now) const noexcept;
+  Lease hand_out(Slot& slot, std::source_location where, time_point now) noexcept;
   Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
 
   bool has_room() const noexcept;                 // REQUIRES(mutex_)
@@ -148,6 +163,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   const std::int64_t idle_timeout_ns_;   // 0: never
   const std::int64_t leak_threshold_ns_;  // 0: off
   const std::uint64_t default_user_hash_;
+  const bool has_callback_;
+  const bool plain_;  // homogeneous and no session callback: the fast path applies
 
   // --- Settings (reconfigure() writes them under mutex_; readers load them lock-free) ---------
   std::atomic<std::uint32_t> min_;

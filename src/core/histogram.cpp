@@ -10,20 +10,6 @@ namespace reservoir::core {
 
 namespace {
 
-static_assert(std::has_single_bit(kSubBuckets), "kSubBuckets must be a power of two");
-// log2(kSubBuckets): how many bits below the leading one select the sub-bucket.
-constexpr int kSubBits = std::countr_zero(kSubBuckets);
-static_assert(kBuckets >= 2 * kSubBuckets, "the exact range needs two octaves of buckets");
-
-// Values below 2 * kSubBuckets get a bucket each (exact). Above that, a value with its leading
-// one at bit e keeps its top kSubBits + 1 bits: the bucket is shift * kSubBuckets + (v >> shift)
-// with shift = e - kSubBits, so each octave [2^e, 2^(e+1)) spans kSubBuckets buckets of equal
-// width 2^shift.
-constexpr std::size_t bucket_of_unclamped(std::uint64_t ns) noexcept {
-  // (libstdc++ 12 returns bit_width as the argument type, not int.)
-  const int shift = std::max(static_cast<int>(std::bit_width(ns)) - 1 - kSubBits, 0);
-  return (static_cast<std::size_t>(shift) << kSubBits) + static_cast<std::size_t>(ns >> shift);
-}
 
 // Microseconds, rounded up: a percentile reported from a histogram is already an upper bound
 // (the bucket's top), and rounding up keeps it one, so a nonzero sub-microsecond wait shows as
@@ -42,11 +28,6 @@ constexpr std::uint64_t rank_of(std::uint64_t n, std::uint64_t num, std::uint64_
 }
 
 }  // namespace
-
-std::size_t bucket_of(std::uint64_t ns) noexcept {
-  // std::min compiles to a conditional move: no branch for the clamp.
-  return std::min(bucket_of_unclamped(ns), kBuckets - 1);
-}
 
 std::uint64_t bucket_upper_ns(std::size_t bucket) noexcept {
   bucket = std::min(bucket, kBuckets - 1);
@@ -98,15 +79,6 @@ std::uint64_t HistogramSnapshot::count() const noexcept {
   std::uint64_t n = zeros;
   for (std::uint64_t c : counts) n += c;
   return n;
-}
-
-void LatencyHistogram::record_owned(std::chrono::nanoseconds d) noexcept {
-  const auto ns = static_cast<std::uint64_t>(std::max<std::chrono::nanoseconds::rep>(d.count(), 0));
-  auto& c = counts_[bucket_of(ns)];
-  // Single writer: a plain load and store is enough and avoids a locked instruction.
-  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // A new maximum is rare, so the branch predicts well and the line is only read.
-  if (ns > max_ns_.load(std::memory_order_relaxed)) max_ns_.store(ns, std::memory_order_relaxed);
 }
 
 void LatencyHistogram::record_shared(std::chrono::nanoseconds d) noexcept {

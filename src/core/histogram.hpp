@@ -2,7 +2,9 @@
 // times, cheap enough for the acquire/release path.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -20,8 +22,25 @@ inline constexpr std::size_t kSubBuckets = 4;
 inline constexpr std::size_t kOctaves = 40;
 inline constexpr std::size_t kBuckets = kSubBuckets * kOctaves;
 
-// The bucket a duration falls into, and the upper bound (ns) a bucket reports.
-std::size_t bucket_of(std::uint64_t ns) noexcept;
+static_assert(std::has_single_bit(kSubBuckets), "kSubBuckets must be a power of two");
+// log2(kSubBuckets): how many bits below the leading one select the sub-bucket.
+inline constexpr int kSubBits = std::countr_zero(kSubBuckets);
+static_assert(kBuckets >= 2 * kSubBuckets, "the exact range needs two octaves of buckets");
+
+// The bucket a duration falls into. Values below 2 * kSubBuckets get a bucket each (exact).
+// Above that, a value with its leading one at bit e keeps its top kSubBits + 1 bits: the bucket
+// is shift * kSubBuckets + (v >> shift) with shift = e - kSubBits, so each octave
+// [2^e, 2^(e+1)) spans kSubBuckets buckets of equal width 2^shift. Inline: it runs on every
+// lease release.
+inline std::size_t bucket_of(std::uint64_t ns) noexcept {
+  // (libstdc++ 12 returns bit_width as the argument type, not int.)
+  const int shift = std::max(static_cast<int>(std::bit_width(ns)) - 1 - kSubBits, 0);
+  const std::size_t b =
+      (static_cast<std::size_t>(shift) << kSubBits) + static_cast<std::size_t>(ns >> shift);
+  return std::min(b, kBuckets - 1);  // a conditional move: no branch for the clamp
+}
+
+// The upper bound (ns) a bucket reports.
 std::uint64_t bucket_upper_ns(std::size_t bucket) noexcept;
 
 struct HistogramSnapshot {
@@ -42,7 +61,14 @@ class LatencyHistogram {
   // For one writer at a time (the owner of the slot being measured): plain loads and stores, no
   // read-modify-write, no shared cache line. Readers on other threads see a consistent-enough
   // picture for statistics.
-  void record_owned(std::chrono::nanoseconds d) noexcept;
+  void record_owned(std::chrono::nanoseconds d) noexcept {
+    const auto ns = static_cast<std::uint64_t>(std::max<std::chrono::nanoseconds::rep>(d.count(), 0));
+    auto& c = counts_[bucket_of(ns)];
+    // Single writer: a plain load and store is enough and avoids a locked instruction.
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // A new maximum is rare, so the branch predicts well and the line is only read.
+    if (ns > max_ns_.load(std::memory_order_relaxed)) max_ns_.store(ns, std::memory_order_relaxed);
+  }
   // For any number of concurrent writers.
   void record_shared(std::chrono::nanoseconds d) noexcept;
   // Adds the counts into out (any thread).

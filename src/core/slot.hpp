@@ -39,8 +39,9 @@ constexpr bool is_leased(SlotState s) noexcept {
 // for slots it does not own.
 struct alignas(64) Slot {
   std::atomic<SlotState> state{SlotState::empty};
-  // True while a lease's release is running; a retiring pool waits for it before freeing
-  // memory the release still touches. Written only by the slot's owner.
+  // True from the start of a lease until its release has finished touching the pool; a retiring
+  // pool waits for it on slots it finds idle before freeing memory a release still touches.
+  // Written only by the slot's owner.
   std::atomic<bool> releasing{false};
 
   // Hints that scanners read without owning the slot, written by its owner; the acquirer checks
@@ -48,6 +49,7 @@ struct alignas(64) Slot {
   std::atomic<std::uint64_t> user_hash{0};   // heterogeneous pools: hash of user and password
   std::atomic<std::uint64_t> class_hash{0};  // connection class of the last use (0: default)
   std::atomic<std::uint64_t> tag_hash{0};    // 0: untagged
+  std::atomic<std::uint64_t> label{0};       // Engine::label_of the three above
 
   std::atomic<std::int64_t> idle_since_ns{0};   // when it was last released
   std::atomic<std::int64_t> expires_at_ns{0};   // max_lifetime (with jitter); 0 = never

@@ -8,7 +8,8 @@
 # The server lives in a fresh directory under $TMPDIR, listens on 127.0.0.1 only (a free random
 # port) and on a Unix socket in that directory, and is stopped by a watchdog as soon as
 # watch-pid (default: the caller, e.g. ctest) is gone, so a crashed or killed run leaves
-# nothing behind. Exit status 77: no PostgreSQL server binaries (install postgresql).
+# nothing behind (the watchdog deletes the directory and the state file too).
+# Exit status 77: no PostgreSQL server binaries (install postgresql).
 # Set RESERVOIR_PG_BINDIR to choose the binaries (default: the newest /usr/lib/postgresql/*/bin).
 set -euo pipefail
 
@@ -138,7 +139,7 @@ EOF
 
   # The watchdog: in its own session, with no inherited descriptors (ctest waits for its
   # test's output pipes to close).
-  setsid "$self" watchdog "$dir" "$watch" "$bindir" </dev/null >/dev/null 2>&1 &
+  setsid "$self" watchdog "$dir" "$watch" "$bindir" "$state" </dev/null >/dev/null 2>&1 &
 
   local tmp="$state.tmp.$$"
   (
@@ -179,16 +180,21 @@ cmd_stop() {
 }
 
 cmd_watchdog() {
-  local dir=$1 watch=$2 bindir=$3
+  local dir=$1 watch=$2 bindir=$3 state=$4
   echo $$ >"$dir/watchdog.pid"
   trap 'exit 0' TERM
   while [[ -d "/proc/$watch" && -d "$dir/data" ]]; do sleep 1; done
+  [[ -d "$dir/data" ]] || exit 0  # stopped the normal way
   stop_dir "$dir" "$bindir"
+  # The state file too, unless it already describes another server.
+  if [[ -f "$state" && "$(state_value "$state" RESERVOIR_PG_DIR)" == "$dir" ]]; then
+    rm -f "$state"
+  fi
 }
 
 case "${1:-}" in
   start) cmd_start "${2:-}" "${3:-}" ;;
   stop) cmd_stop "${2:-}" ;;
-  watchdog) cmd_watchdog "$2" "$3" "$4" ;;
+  watchdog) cmd_watchdog "$2" "$3" "$4" "$5" ;;
   *) die "usage: pg_fixture.sh start <state-file> [watch-pid] | stop <state-file>" ;;
 esac

@@ -6,13 +6,13 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 
 #include "reservoir/driver.hpp"
 #include "reservoir/dsn.hpp"
@@ -100,26 +100,26 @@ bool answers(const std::string& dsn) {
   }
 }
 
-int run_script(const std::string& args, const std::filesystem::path& log) {
-  const std::string command = "'" RESERVOIR_PG_FIXTURE_SCRIPT "' " + args + " </dev/null >'" +
-                              log.string() + "' 2>&1";
-  const int status = std::system(command.c_str());
+// Runs pg_fixture.sh with args; returns its exit status and puts its output in *output.
+int run_script(const std::string& args, std::string* output) {
+  const std::string command = "'" RESERVOIR_PG_FIXTURE_SCRIPT "' " + args + " </dev/null 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char buffer[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
+    if (output != nullptr) output->append(buffer, n);
+  }
+  const int status = ::pclose(pipe);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string slurp(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 struct State {
   std::once_flag once;
   std::optional<PostgresServer> server;
   std::string why;
-  bool hard_failure = false;             // the server should have started but did not
-  std::filesystem::path own_dir;         // set when this process started the server
+  bool hard_failure = false;  // the server should have started but did not
+  std::string own_state;      // the state file of the server this process started
 };
 
 State& state() {
@@ -132,11 +132,9 @@ class StopOwnServer : public ::testing::Environment {
  public:
   void TearDown() override {
     State& s = state();
-    if (s.own_dir.empty()) return;
-    run_script("stop '" + (s.own_dir / "state.env").string() + "'", s.own_dir / "stop.log");
-    std::error_code ignored;
-    std::filesystem::remove_all(s.own_dir, ignored);
-    s.own_dir.clear();
+    if (s.own_state.empty()) return;
+    run_script("stop '" + s.own_state + "'", nullptr);
+    s.own_state.clear();
   }
 };
 
@@ -162,32 +160,24 @@ void find_or_start(State& s) {
     }
   }
 
-  // Our own server, watched by the script's watchdog in case this process dies.
-  std::string dir_template =
-      (std::filesystem::temp_directory_path() / "reservoir-pgtest.XXXXXX").string();
-  if (::mkdtemp(dir_template.data()) == nullptr) {
-    s.why = "cannot create a temporary directory";
-    s.hard_failure = true;
-    return;
-  }
-  const std::filesystem::path dir = dir_template;
-  const std::filesystem::path state_path = dir / "state.env";
-  const int rc = run_script("start '" + state_path.string() + "' " + std::to_string(::getpid()),
-                            dir / "start.log");
+  // Our own server, watched by the script's watchdog in case this process dies (the watchdog
+  // then deletes the state file too).
+  const std::string state_path = (std::filesystem::temp_directory_path() /
+                                  ("reservoir-pgtest-" + std::to_string(::getpid()) + ".env"))
+                                     .string();
+  std::string output;
+  const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
   if (rc != 0) {
     s.why = rc == kNoBinariesExit
                 ? "no PostgreSQL server binaries (apt-get install postgresql)"
-                : "pg_fixture.sh start failed (exit " + std::to_string(rc) +
-                      "): " + slurp(dir / "start.log");
+                : "pg_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
     s.hard_failure = rc != kNoBinariesExit;
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
     return;
   }
-  s.own_dir = dir;
+  s.own_state = state_path;
   s.server = from_state(read_state(state_path));
   if (!s.server) {
-    s.why = "pg_fixture.sh wrote no DSN to " + state_path.string();
+    s.why = "pg_fixture.sh wrote no DSN to " + state_path;
     s.hard_failure = true;
   }
 }

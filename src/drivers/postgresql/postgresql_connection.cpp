@@ -110,9 +110,9 @@ void encode_params(std::span<const Value> params, EncodedParams& p, std::string&
         if (p.blobs.empty()) p.blobs.reserve(n);
         const Bytes& b = p.blobs.emplace_back(v.as<Bytes>());
         if (b.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-          throw Error(ErrorCode::invalid_argument,
-                      "postgresql: bytes parameter $" + std::to_string(i + 1) +
-                          " is larger than 2 GiB");
+          throw Error(
+              ErrorCode::invalid_argument,
+              "postgresql: bytes parameter $" + std::to_string(i + 1) + " is larger than 2 GiB");
         }
         // A null pointer would be NULL, so an empty value points at an empty string.
         value = b.empty() ? "" : reinterpret_cast<const char*>(b.data());
@@ -206,8 +206,9 @@ ResultSet to_result_set(const PGresult* res, std::uint64_t affected) {
     std::vector<Value> values;
     values.reserve(static_cast<std::size_t>(columns));
     for (int c = 0; c < columns; ++c) {
-      values.push_back(PQgetisnull(res, r, c) ? Value()
-                                              : decode_value(res, r, c, types[static_cast<std::size_t>(c)]));
+      values.push_back(PQgetisnull(res, r, c)
+                           ? Value()
+                           : decode_value(res, r, c, types[static_cast<std::size_t>(c)]));
     }
     out.emplace_back(std::move(values));
   }
@@ -324,9 +325,8 @@ std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Valu
                                       ResultSet* out) {
   ensure_usable();
   if (params.size() > kMaxParams) {
-    throw Error(ErrorCode::invalid_argument,
-                "postgresql: " + std::to_string(params.size()) +
-                    " parameters; the protocol allows at most 65535");
+    throw Error(ErrorCode::invalid_argument, "postgresql: " + std::to_string(params.size()) +
+                                                 " parameters; the protocol allows at most 65535");
   }
   if (sql.find('\0') != std::string_view::npos) {
     throw Error(ErrorCode::invalid_argument, "postgresql: the SQL text holds a NUL byte");
@@ -350,7 +350,10 @@ std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Valu
       const pg::SqlScan scan = pg::scan_sql(sql);
       if (params.empty() && scan.several_statements) return run_script(sql, out);
       // Checked here, not left to the server: its error would abort an open transaction.
-      if (!params.empty() && scan.max_placeholder != params.size()) {
+      // PREPARE and CREATE (FUNCTION ... BEGIN ATOMIC) may hold $N of their own.
+      const bool own_placeholders = params.empty() && (pg::starts_with_keyword(sql, "prepare") ||
+                                                       pg::starts_with_keyword(sql, "create"));
+      if (scan.max_placeholder != params.size() && !own_placeholders) {
         throw Error(ErrorCode::invalid_argument,
                     "postgresql: statement has " + std::to_string(scan.max_placeholder) +
                         " placeholders ($1..$N), got " + std::to_string(params.size()) +
@@ -378,8 +381,9 @@ std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Valu
       // transaction nothing was lost and the statement simply runs again.
       const std::string state = field(res.get(), PG_DIAG_SQLSTATE);
       const bool unknown = state == "26000";
-      const bool stale = state == "0A000" && field(res.get(), PG_DIAG_MESSAGE_PRIMARY)
-                                                     .find("cached plan") != std::string::npos;
+      const bool stale =
+          state == "0A000" &&
+          field(res.get(), PG_DIAG_MESSAGE_PRIMARY).find("cached plan") != std::string::npos;
       if (unknown || stale) {
         cache_erase(key, /*deallocate=*/stale);
         if (hit && was_idle && attempt == 0) continue;

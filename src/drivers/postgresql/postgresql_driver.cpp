@@ -80,7 +80,8 @@ void split_hosts(const Dsn& dsn, std::string& hosts, std::string& ports, bool& a
         port = item.substr(close + 2);
       }
     } else if (const std::size_t colon = item.find(':');
-               colon != std::string_view::npos && item.find(':', colon + 1) == std::string_view::npos) {
+               colon != std::string_view::npos &&
+               item.find(':', colon + 1) == std::string_view::npos) {
       host = item.substr(0, colon);
       port = item.substr(colon + 1);
     }
@@ -136,8 +137,8 @@ ConnectPlan make_plan(const Dsn& dsn, std::chrono::milliseconds timeout) {
   // because Value text is UTF-8. Keepalives and TCP_USER_TIMEOUT find a peer that vanished
   // (a pulled cable, a failed-over VM) in well under a minute instead of the kernel's hours.
   const std::pair<const char*, const char*> defaults[] = {
-      {"client_encoding", "UTF8"},  {"fallback_application_name", "reservoir"},
-      {"keepalives", "1"},          {"keepalives_idle", "30"},
+      {"client_encoding", "UTF8"},   {"fallback_application_name", "reservoir"},
+      {"keepalives", "1"},           {"keepalives_idle", "30"},
       {"keepalives_interval", "10"}, {"keepalives_count", "3"},
       {"tcp_user_timeout", "10000"},
   };
@@ -156,15 +157,14 @@ ConnectPlan make_plan(const Dsn& dsn, std::chrono::milliseconds timeout) {
       bad_param(dsn, "connect_timeout must be a whole number of seconds, got \"" + text + "\"");
     }
     if (seconds > 0) {
-      const std::chrono::milliseconds dsn_limit(
-          std::max(seconds, kMinLibpqTimeoutSeconds) * 1000);
+      const std::chrono::milliseconds dsn_limit(std::max(seconds, kMinLibpqTimeoutSeconds) * 1000);
       if (timeout.count() <= 0 || dsn_limit < plan.timeout) plan.timeout = dsn_limit;
     }
   } else {
     // Not what bounds this connect (the deadline below does), but libpq's own per-host limit
     // for anything it runs synchronously.
-    const auto seconds = std::max<long>(
-        kMinLibpqTimeoutSeconds, static_cast<long>((plan.timeout.count() + 999) / 1000));
+    const auto seconds = std::max<long>(kMinLibpqTimeoutSeconds,
+                                        static_cast<long>((plan.timeout.count() + 999) / 1000));
     kw["connect_timeout"] = std::to_string(seconds);
   }
   return plan;
@@ -188,8 +188,7 @@ bool contains(std::string_view text, std::string_view what) noexcept {
   if (contains(reason, "password authentication failed")) {
     code = ErrorCode::auth_failed;
     sqlstate = "28P01";
-  } else if (contains(reason, "no password supplied") ||
-             contains(reason, "password is required")) {
+  } else if (contains(reason, "no password supplied") || contains(reason, "password is required")) {
     code = ErrorCode::auth_failed;
     sqlstate = "28P01";
   } else if (contains(reason, "no pg_hba.conf entry") ||
@@ -242,6 +241,8 @@ std::unique_ptr<Connection> PostgresDriver::connect(const Dsn& dsn,
                 "postgresql: cannot connect to " + dsn.redacted() + ": libpq is out of memory");
   }
   if (PQstatus(conn.get()) == CONNECTION_BAD) connect_failed(dsn, conn.get());
+  // Notices can come during start-up already; libpq would print them to stderr.
+  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
 
   // PQconnectPoll's protocol: wait for what it last asked for, then call it again. Before the
   // first call, behave as if it had asked to write.
@@ -252,15 +253,14 @@ std::unique_ptr<Connection> PostgresDriver::connect(const Dsn& dsn,
       const int fd = PQsocket(conn.get());
       if (fd < 0) connect_failed(dsn, conn.get());
       if (!pg::wait_socket(fd, status == PGRES_POLLING_WRITING, deadline)) {
-        connect_failed(dsn, conn.get(),
-                       "no answer within " + std::to_string(plan.timeout.count()) +
-                           " ms (connect timeout)");
+        connect_failed(
+            dsn, conn.get(),
+            "no answer within " + std::to_string(plan.timeout.count()) + " ms (connect timeout)");
       }
     }
     status = PQconnectPoll(conn.get());
   }
-  return std::make_unique<PostgresConnection>(conn.release(), plan.stmt_cache_size,
-                                              dsn.redacted());
+  return std::make_unique<PostgresConnection>(conn.release(), plan.stmt_cache_size, dsn.redacted());
 }
 
 std::shared_ptr<Driver> postgresql_driver() {

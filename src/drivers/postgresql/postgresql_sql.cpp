@@ -113,8 +113,8 @@ SqlScan scan_sql(std::string_view s) noexcept {
     if (c == '\'') {
       // E'...' and e'...' take backslash escapes; prev is then the E of an identifier-like run
       // of one letter, which the identifier branch below consumed.
-      const bool escapes = (prev == 'E' || prev == 'e') && i >= 1 &&
-                           (i < 2 || !is_ident_char(s[i - 2]));
+      const bool escapes =
+          (prev == 'E' || prev == 'e') && i >= 1 && (i < 2 || !is_ident_char(s[i - 2]));
       i = skip_quoted(s, i, '\'', escapes);
       prev = ' ';
       continue;
@@ -151,6 +151,27 @@ SqlScan scan_sql(std::string_view s) noexcept {
     ++i;
   }
   return scan;
+}
+
+bool starts_with_keyword(std::string_view sql, std::string_view keyword) noexcept {
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    if (is_space(sql[i])) {
+      ++i;
+    } else if (const std::size_t after = skip_comment(sql, i); after != i) {
+      i = after;
+    } else {
+      break;
+    }
+  }
+  if (sql.size() - i < keyword.size()) return false;
+  for (std::size_t k = 0; k < keyword.size(); ++k) {
+    char c = sql[i + k];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != keyword[k]) return false;
+  }
+  const std::size_t end = i + keyword.size();
+  return end == sql.size() || !is_ident_char(sql[end]);
 }
 
 }  // namespace reservoir::drivers::pg

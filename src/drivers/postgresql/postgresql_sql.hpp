@@ -25,4 +25,8 @@ struct SqlScan {
 // correctness.
 SqlScan scan_sql(std::string_view sql) noexcept;
 
+// True when the first word of sql (after whitespace and comments) is keyword (lower case),
+// ignoring case.
+bool starts_with_keyword(std::string_view sql, std::string_view keyword) noexcept;
+
 }  // namespace reservoir::drivers::pg
