@@ -17,7 +17,9 @@ enum class LogLevel : std::uint8_t { debug, info, warning, error };
 const char* to_string(LogLevel level) noexcept;
 
 // Called from any thread (the caller's or a background one), never under a pool lock, so it may
-// call back into the pool. It must not throw.
+// call back into the pool. It must not throw. A background connection attempt that was under
+// way when the pool closed may still log once it ends, so keep what the hook refers to alive
+// (capture a shared_ptr rather than a reference to something with a shorter life).
 using LogHook = std::function<void(LogLevel level, std::string_view message)>;
 
 }  // namespace reservoir

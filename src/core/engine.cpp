@@ -617,7 +617,7 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
       queue_.wake_one(0, true);  // the attempt's room is free again
       if (pending_opens_ > 0) schedule_retry_locked();
     }
-    log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + e.what());
+    if (!closed_.load()) log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + e.what());
     if (err != nullptr) throw;
     throw Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what());
   }

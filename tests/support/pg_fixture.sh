@@ -26,7 +26,7 @@ find_bindir() {
     return
   fi
   local d
-  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  d=$(printf "%s\n" /usr/lib/postgresql/*/bin | grep -v "\*" | sort -V | tail -n 1 || true)
   if [[ -z "$d" ]] && command -v pg_ctl >/dev/null; then d=$(dirname "$(command -v pg_ctl)"); fi
   echo "$d"
 }
@@ -105,8 +105,8 @@ local all all trust
 host all all 127.0.0.1/32 scram-sha-256
 EOF
 
-  local port="" attempt
-  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+  local port=""
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     port_in_use "$port" && continue
     if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 \

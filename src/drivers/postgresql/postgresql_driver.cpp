@@ -242,7 +242,8 @@ std::unique_ptr<Connection> PostgresDriver::connect(const Dsn& dsn,
   }
   if (PQstatus(conn.get()) == CONNECTION_BAD) connect_failed(dsn, conn.get());
   // Notices can come during start-up already; libpq would print them to stderr.
-  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
 
   // PQconnectPoll's protocol: wait for what it last asked for, then call it again. Before the
   // first call, behave as if it had asked to write.
