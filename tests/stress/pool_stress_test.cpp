@@ -183,6 +183,73 @@ TEST(PoolStress, ForceGetReconfigureAndForcedCloseUnderLoad) {
   EXPECT_EQ(fake->live(), 0);
 }
 
+TEST(PoolStress, ValidationFailuresExpiryAndBackoffUnderLoad) {
+  auto fake = std::make_shared<FakeDriver>();
+  auto clock = std::make_shared<ManualClock>();
+  fake->set_connect_failure_rate(0.2);
+  PoolOptions o;
+  o.dsn = "fake://stress";
+  o.driver = fake;
+  o.clock = clock;
+  o.min = 2;
+  o.max = 6;
+  o.increment = 2;
+  o.wait_timeout = 20ms;
+  o.ping_interval = 0ms;  // always: pings fail whenever the janitor says so
+  o.max_lifetime = 40ms;
+  o.lifetime_jitter = 10ms;
+  o.idle_timeout = 15ms;
+  o.backoff_initial = 1ms;
+  o.backoff_max = 4ms;
+  o.max_connecting = 2;
+  o.maintenance_interval = 1h;  // run by the janitor thread below instead
+  auto pool = Pool::create(o);
+
+  std::atomic<bool> running{true};
+  std::atomic<int> over_cap{0};
+  std::thread janitor([&] {
+    std::mt19937 rng(7);
+    while (running) {
+      clock->advance(std::chrono::microseconds(1000 + rng() % 2000));
+      fake->fail_pings(rng() % 10 == 0);  // now and then every ping fails for a while
+      pool->run_maintenance();
+      if (fake->live() > 6 || pool->opened() > 6) ++over_cap;
+      std::this_thread::yield();
+    }
+  });
+
+  Outcome out;
+  run_workers(10, [&](std::mt19937& rng) {
+    clock->advance(std::chrono::microseconds(10));  // time passes with the work, however scheduled
+    try {
+      Lease c = pool->acquire();
+      ++out.ok;
+      if (rng() % 100 == 0) c.drop();
+    } catch (const Error& e) {
+      classify(e, out);
+    }
+  });
+  running = false;
+  janitor.join();
+  fake->fail_pings(false);
+  fake->set_connect_failure_rate(0);
+
+  EXPECT_EQ(over_cap.load(), 0);
+  ASSERT_TRUE(eventually([&] { return pool->stats().connecting == 0; }));
+  const PoolStats st = pool->stats();
+  EXPECT_EQ(st.opened, static_cast<std::uint32_t>(fake->live()));
+  EXPECT_EQ(st.busy, 0u);
+  EXPECT_EQ(st.waiting, 0u);
+  EXPECT_EQ(st.hits + st.misses, out.ok.load());
+  EXPECT_EQ(st.creates - st.opened, st.drops);
+  EXPECT_GT(st.ping_failures, 0u) << st.to_string();
+  EXPECT_GT(st.closed_for(CloseReason::lifetime) + st.closed_for(CloseReason::idle_timeout), 0u)
+      << st.to_string();
+  EXPECT_GT(out.ok.load(), 500u);
+  pool->close();
+  EXPECT_EQ(fake->live(), 0);
+}
+
 TEST(PoolStress, ManyWaitersOnOneConnectionAllGetServedOrTimeOut) {
   auto fake = std::make_shared<FakeDriver>();
   PoolOptions o;
