@@ -130,6 +130,10 @@ struct PoolSettings {
   std::optional<std::uint32_t> increment;
   std::optional<GetMode> get_mode;
   std::optional<std::chrono::milliseconds> wait_timeout;
+  std::optional<std::chrono::milliseconds> ping_interval;
+  std::optional<std::chrono::milliseconds> idle_timeout;
+  // Applies to connections opened from now on; open ones keep the lifetime they were given.
+  std::optional<std::chrono::milliseconds> max_lifetime;
 };
 
 }  // namespace reservoir

@@ -78,9 +78,10 @@ class Pool {
   // call it directly.
   void run_maintenance();
 
-  // Changes sizing and get mode at run time. Raising min or max opens connections in the
-  // background and wakes waiters; lowering max closes idle excess now and busy excess when it is
-  // released. Throws invalid_argument (the pool is unchanged).
+  // Changes sizing, get mode, wait timeout, ping interval, idle timeout and max lifetime at run
+  // time. Raising min or max opens connections in the background and wakes waiters; lowering max
+  // closes idle excess now and busy excess when it is released. Throws invalid_argument (the pool
+  // is unchanged).
   void reconfigure(const PoolSettings& settings);
 
   // The options the pool was created with, with reconfigure()d values applied.

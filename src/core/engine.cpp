@@ -84,10 +84,6 @@ Engine::Engine(const PoolOptions& o, Dsn dsn, std::shared_ptr<Driver> driver)
       driver_(std::move(driver)),
       clock_(o.clock),
       name_(o.name.empty() ? dsn_.redacted() : o.name),
-      ping_interval_ns_(o.ping_interval.count() < 0
-                            ? -1
-                            : std::chrono::nanoseconds(o.ping_interval).count()),
-      idle_timeout_ns_(std::chrono::nanoseconds(o.idle_timeout).count()),
       leak_threshold_ns_(std::chrono::nanoseconds(o.leak_threshold).count()),
       default_user_hash_(o.homogeneous ? 0 : credentials_hash(dsn_.user, dsn_.password)),
       has_callback_(static_cast<bool>(o.session_callback)),
@@ -97,6 +93,11 @@ Engine::Engine(const PoolOptions& o, Dsn dsn, std::shared_ptr<Driver> driver)
       increment_(o.increment),
       get_mode_(o.get_mode),
       wait_timeout_ms_(o.wait_timeout.count()),
+      ping_interval_ns_(o.ping_interval.count() < 0
+                            ? -1
+                            : std::chrono::nanoseconds(o.ping_interval).count()),
+      idle_timeout_ns_(std::chrono::nanoseconds(o.idle_timeout).count()),
+      max_lifetime_ns_(std::chrono::nanoseconds(o.max_lifetime).count()),
       backoff_(o.backoff_initial, o.backoff_max) {}
 
 Engine::~Engine() = default;
@@ -250,9 +251,9 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
                                                         time_point t) const noexcept {
   const std::int64_t t_ns = ns(t);
   const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+  const std::int64_t ping = ping_interval_ns_.load(std::memory_order_relaxed);
   return slot.label.load(std::memory_order_relaxed) == 0 && (expires == 0 || t_ns < expires) &&
-         (ping_interval_ns_ < 0 ||
-          t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping_interval_ns_);
+         (ping < 0 || t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping);
 }
 
 // The common case of prepare(): nothing to check or change. Inline, no calls.
@@ -260,9 +261,9 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
                                                        time_point t) const noexcept {
   const std::int64_t t_ns = ns(t);
   const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
+  const std::int64_t ping = ping_interval_ns_.load(std::memory_order_relaxed);
   return r.user_hash == 0 && r.cls == nullptr && (expires == 0 || t_ns < expires) &&
-         (ping_interval_ns_ < 0 ||
-          t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping_interval_ns_) &&
+         (ping < 0 || t_ns - slot.idle_since_ns.load(std::memory_order_relaxed) < ping) &&
          slot.class_hash.load(std::memory_order_relaxed) == r.class_hash &&
          (!slot.dirty || r.options->purity == Purity::self) &&
          (!options_.session_callback ||
@@ -292,8 +293,8 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
       close_slot(slot, CloseReason::lifetime);
       return false;
     }
-    if (ping_interval_ns_ >= 0 &&
-        ns(t) - slot.idle_since_ns.load(std::memory_order_relaxed) >= ping_interval_ns_) {
+    const std::int64_t ping = ping_interval_ns_.load(std::memory_order_relaxed);
+    if (ping >= 0 && ns(t) - slot.idle_since_ns.load(std::memory_order_relaxed) >= ping) {
       try {
         c.ping(options_.ping_timeout);
       } catch (...) {
@@ -631,7 +632,7 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
   slot.tag_hash.store(0, std::memory_order_relaxed);
   update_label(slot);
   slot.dirty = false;
-  const auto life = std::chrono::nanoseconds(options_.max_lifetime).count();
+  const auto life = max_lifetime_ns_.load(std::memory_order_relaxed);
   const auto jitter = std::chrono::nanoseconds(options_.lifetime_jitter).count();
   slot.expires_at_ns.store(life > 0 ? ns(t) + life - random_below(jitter) : 0,
                            std::memory_order_relaxed);
@@ -957,6 +958,7 @@ void Engine::run_maintenance() {
     const std::int64_t t_ns = ns(t);
     std::uint32_t opened = opened_.load();
     const std::uint32_t min = min_.load();
+    const std::int64_t idle_timeout = idle_timeout_ns_.load();
     const std::uint32_t n = slots_.size();
     for (std::uint32_t i = 0; i < n; ++i) {
       Slot& s = slots_.at(i);
@@ -980,8 +982,8 @@ void Engine::run_maintenance() {
           why = CloseReason::lifetime;
           return true;
         }
-        if (idle_timeout_ns_ > 0 && opened > min &&
-            t_ns - s.idle_since_ns.load(std::memory_order_relaxed) >= idle_timeout_ns_) {
+        if (idle_timeout > 0 && opened > min &&
+            t_ns - s.idle_since_ns.load(std::memory_order_relaxed) >= idle_timeout) {
           why = CloseReason::idle_timeout;
           return true;
         }
@@ -1189,6 +1191,14 @@ PoolOptions Engine::options() const {
   o.increment = increment_.load();
   o.get_mode = get_mode_.load();
   o.wait_timeout = std::chrono::milliseconds(wait_timeout_ms_.load());
+  const std::int64_t ping = ping_interval_ns_.load();
+  o.ping_interval = ping < 0 ? std::chrono::milliseconds(-1)
+                             : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::nanoseconds(ping));
+  o.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::nanoseconds(idle_timeout_ns_.load()));
+  o.max_lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::nanoseconds(max_lifetime_ns_.load()));
   o.driver = driver_;
   return o;
 }
@@ -1203,6 +1213,12 @@ void Engine::reconfigure(const PoolSettings& s) {
     if (s.increment) increment_.store(*s.increment);
     if (s.get_mode) get_mode_.store(*s.get_mode);
     if (s.wait_timeout) wait_timeout_ms_.store(s.wait_timeout->count());
+    if (s.ping_interval)
+      ping_interval_ns_.store(s.ping_interval->count() < 0
+                                  ? -1
+                                  : std::chrono::nanoseconds(*s.ping_interval).count());
+    if (s.idle_timeout) idle_timeout_ns_.store(std::chrono::nanoseconds(*s.idle_timeout).count());
+    if (s.max_lifetime) max_lifetime_ns_.store(std::chrono::nanoseconds(*s.max_lifetime).count());
     // Shrink: close idle connections above the new max now; busy ones go when released.
     const std::uint32_t max = max_.load();
     std::uint32_t opened = opened_.load();

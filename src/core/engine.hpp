@@ -159,8 +159,6 @@ class Engine : public std::enable_shared_from_this<Engine> {
   const std::shared_ptr<Driver> driver_;
   const std::shared_ptr<Clock> clock_;  // null: the process's coarse ticker
   const std::string name_;
-  const std::int64_t ping_interval_ns_;  // < 0: never
-  const std::int64_t idle_timeout_ns_;   // 0: never
   const std::int64_t leak_threshold_ns_;  // 0: off
   const std::uint64_t default_user_hash_;
   const bool has_callback_;
@@ -172,6 +170,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::atomic<std::uint32_t> increment_;
   std::atomic<GetMode> get_mode_;
   std::atomic<std::int64_t> wait_timeout_ms_;
+  std::atomic<std::int64_t> ping_interval_ns_;  // < 0: never
+  std::atomic<std::int64_t> idle_timeout_ns_;   // 0: never
+  std::atomic<std::int64_t> max_lifetime_ns_;   // 0: never; applies to connections opened later
 
   // --- Lock-free state ----------------------------------------------------------------------
   SlotTable slots_;

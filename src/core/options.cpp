@@ -116,6 +116,8 @@ void check_settings(const PoolSettings& s, std::uint32_t current_min, std::uint3
   if (s.increment) check_increment(*s.increment);
   if (s.get_mode) check_get_mode(*s.get_mode);
   if (s.wait_timeout) check_duration("wait_timeout", *s.wait_timeout);
+  if (s.idle_timeout) check_duration("idle_timeout", *s.idle_timeout);
+  if (s.max_lifetime) check_duration("max_lifetime", *s.max_lifetime);
 }
 
 std::shared_ptr<Driver> resolve_driver(const PoolOptions& o, const Dsn& dsn) {

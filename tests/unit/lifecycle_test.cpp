@@ -131,6 +131,22 @@ TEST_F(LifecycleTest, ConnectionReportedLostIsDiscardedOnRelease) {
   EXPECT_EQ(pool->stats().closed_for(CloseReason::broken), 1u);
 }
 
+TEST_F(LifecycleTest, ReconfigureChangesPingIntervalIdleTimeoutAndLifetime) {
+  auto o = options(0, 2);
+  o.ping_interval = -1ms;
+  auto pool = Pool::create(o);
+  { auto c = pool->acquire(); }
+  pool->reconfigure({.ping_interval = 0ms, .idle_timeout = 5s, .max_lifetime = 60s});
+  { auto c = pool->acquire(); }
+  EXPECT_EQ(fake->pings(), 1);
+  clock->advance(6s);
+  pool->run_maintenance();
+  EXPECT_EQ(pool->opened(), 0u);  // idle past the new idle_timeout, min is 0
+  EXPECT_EQ(pool->options().idle_timeout, 5s);
+  EXPECT_EQ(pool->options().max_lifetime, 60s);
+  EXPECT_THROW(pool->reconfigure({.idle_timeout = -1ms}), Error);
+}
+
 // ---- expiry and maintenance ---------------------------------------------------------------------
 
 TEST_F(LifecycleTest, IdleConnectionsAboveMinCloseAfterIdleTimeout) {
