@@ -70,7 +70,10 @@ void Background::run() {
     if (timed_.empty()) {
       cv_.wait(lk);
     } else {
-      cv_.wait_until(lk, timed_.top().at);
+      // A copy: wait_until reads its deadline again after waking, and meanwhile another thread
+      // may have pushed and moved the queue's storage.
+      const TimePoint at = timed_.top().at;
+      cv_.wait_until(lk, at);
     }
   }
 }
