@@ -3,14 +3,15 @@
 // Method and results: docs/benchmarks.md, "PostgreSQL point queries". Run it with scripts/bench-pg.
 //
 // For every thread count N and subject, N threads loop {acquire; SELECT abalance FROM
-// pgbench_accounts WHERE aid = <random 1..rows>; release} for --warmup seconds (not counted)
-// and then --seconds seconds (counted). Subjects:
+// pgbench_accounts WHERE aid = <random 1..rows>; release}: --warmup seconds not counted, then
+// --seconds counted; --rounds times, each with a fresh pool, the subjects' order rotating from
+// round to round; the median round is the result. Subjects:
 //   reservoir   reservoir::Pool (min = max = --pool-size), `pool->acquire(); c->query(sql, key)`
 //   persistent  one reservoir PostgreSQL driver connection per thread, no pool (N <= pool size)
-//   connect     connect-per-request through the same driver: connect, query, close
 //   soci        soci::connection_pool (--pool-size sessions, postgresql backend)
 //   poco        Poco::Data::SessionPool (min = max = --pool-size, PostgreSQL connector); get()
 //               throws when exhausted: counted as "exhausted" and retried after a yield
+//   connect     connect-per-request through reservoir's driver: connect, query, close
 // Every pool opens all its connections before the warm-up, so connects are not measured (except,
 // by design, for `connect`).
 
@@ -21,11 +22,13 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <latch>
 #include <map>
@@ -72,13 +75,18 @@ constexpr const char* kSqlDollar = "SELECT abalance FROM pgbench_accounts WHERE 
 
 struct Options {
   std::string dsn;
-  double seconds = 5.0;
-  double warmup = 1.0;
+  double seconds = 2.0;  // counted, per round
+  double warmup = 0.5;   // per round, not counted
+  int rounds = 3;
   std::vector<int> threads = {4, 8, 16, 64};
   int pool_size = 8;
   std::int64_t rows = 100'000;
-  std::set<std::string> subjects = {"reservoir", "persistent", "connect", "soci", "poco"};
+  std::set<std::string> subjects = {"reservoir", "persistent", "soci", "poco", "connect"};
+  int server_pid = 0;  // the postmaster, for the server's CPU time; 0: not measured
 };
+
+// Subject names; the index is the one main() switches on.
+constexpr const char* kSubjects[] = {"reservoir", "persistent", "soci", "poco", "connect"};
 
 // --- Latency recording -------------------------------------------------------------------------
 
@@ -138,27 +146,65 @@ class LatencyHistogram {
 
 // --- CPU accounting ----------------------------------------------------------------------------
 
-// This process's CPU time and the whole machine's busy time, so that a run can say how the two
-// cores were shared between the client (this process) and the server (everything else).
+// Where the two cores went during a counted window: this process (the client side of every
+// subject), the PostgreSQL server (the postmaster and its children, when --server-pid names the
+// postmaster) and the whole machine, so that load from anything else shows up too.
 struct CpuSample {
-  double process_s = 0;  // user + system of this process
-  double machine_s = 0;  // all CPUs, busy (not idle, not iowait), from /proc/stat
+  double client_s = 0;   // user + system of this process
+  double server_s = -1;  // the postmaster, its live children and its reaped children; -1: unknown
+  double machine_s = 0;  // all CPUs busy (not idle, not iowait), from /proc/stat
 };
 
-CpuSample sample_cpu() {
+double ticks_to_seconds(std::uint64_t ticks) {
+  static const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return static_cast<double>(ticks) / hz;
+}
+
+// Fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid, ... [11] utime,
+// [12] stime, [13] cutime, [14] cstime. False if the process is gone.
+bool read_proc_stat(const std::string& pid, std::vector<std::string>& fields) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const std::size_t close = line.rfind(')');  // the name may hold spaces and parentheses
+  if (close == std::string::npos) return false;
+  std::istringstream rest(line.substr(close + 1));
+  fields.clear();
+  for (std::string f; rest >> f && fields.size() < 15;) fields.push_back(f);
+  return fields.size() == 15;
+}
+
+// The server's CPU: the postmaster's own and its reaped children's (cutime, cstime: so a
+// connection that ended inside the window still counts), plus every live child's.
+double server_cpu_seconds(int postmaster) {
+  std::vector<std::string> f;
+  const std::string pm = std::to_string(postmaster);
+  if (!read_proc_stat(pm, f)) return -1;
+  std::uint64_t ticks =
+      std::stoull(f[11]) + std::stoull(f[12]) + std::stoull(f[13]) + std::stoull(f[14]);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    if (read_proc_stat(name, f) && f[1] == pm) ticks += std::stoull(f[11]) + std::stoull(f[12]);
+  }
+  return ticks_to_seconds(ticks);
+}
+
+CpuSample sample_cpu(int server_pid) {
   CpuSample s;
   rusage u{};
   if (::getrusage(RUSAGE_SELF, &u) == 0) {
-    s.process_s = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-                  static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    s.client_s = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                 static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
   }
+  if (server_pid > 0) s.server_s = server_cpu_seconds(server_pid);
   std::ifstream stat("/proc/stat");
   std::string cpu;
   std::uint64_t v[8] = {};  // user nice system idle iowait irq softirq steal
   if (stat >> cpu && cpu == "cpu") {
     for (auto& x : v) stat >> x;
-    const std::uint64_t busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    s.machine_s = static_cast<double>(busy) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    s.machine_s = ticks_to_seconds(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
   }
   return s;
 }
@@ -211,6 +257,12 @@ struct ReservoirSubject {
   }
 
   Local make_local() { return {}; }
+
+  // Acquires so far, and how many of them had to wait; read outside the loop only.
+  std::pair<std::uint64_t, std::uint64_t> acquires_and_waits() const {
+    const reservoir::PoolStats s = pool->stats();
+    return {s.acquires, s.waits};
+  }
 
   std::int64_t query(Local&, std::int64_t key) {
     auto c = pool->acquire();
@@ -375,17 +427,18 @@ struct PocoSubject {
 
 // --- The timing loop -----------------------------------------------------------------------------
 
-struct RunResult {
-  std::string subject;
-  int threads = 0;
+// One counted window of one subject at one thread count.
+struct Round {
   bool ran = false;
   std::string note;  // why it did not run, or the first error
   double seconds = 0;
   std::uint64_t queries = 0;  // successful, inside the counted window
   std::uint64_t errors = 0;   // warm-up and counted window together
   std::uint64_t exhausted = 0;
-  std::uint64_t p50_ns = 0, p99_ns = 0, max_ns = 0;
-  double client_cpu_s = 0, machine_cpu_s = 0;
+  LatencyHistogram latency;
+  CpuSample cpu;  // deltas over the counted window
+  // reservoir only: acquires in the counted window and how many of them waited.
+  std::uint64_t acquires = 0, waits = 0;
 
   double qps() const { return seconds > 0 ? static_cast<double>(queries) / seconds : 0; }
 };
@@ -400,8 +453,8 @@ struct alignas(64) ThreadRecord {
 
 enum Phase : int { kWarmup, kCounted, kStop };
 
-// A small, fast generator per thread (xorshift64*): std::mt19937_64 would do, but this keeps the
-// client's share of the two cores as small as possible.
+// A small, fast generator per thread (xorshift64*), so that the client's share of the two
+// cores stays as small as possible.
 class KeyGenerator {
  public:
   explicit KeyGenerator(std::uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull | 1) {}
@@ -417,11 +470,11 @@ class KeyGenerator {
   std::uint64_t s_;
 };
 
+// Sets the subject up (opening its pool), starts n threads, lets them run for the warm-up, then
+// counts for o.seconds. Each thread makes its Local before the warm-up starts.
 template <class Subject>
-RunResult run(const Options& o, int n) {
-  RunResult r;
-  r.subject = Subject::kName;
-  r.threads = n;
+Round run_round(const Options& o, int n, std::uint64_t seed) {
+  Round r;
   std::optional<Subject> subject;
   try {
     subject.emplace(o);
@@ -450,7 +503,7 @@ RunResult run(const Options& o, int n) {
       }
       ready.arrive_and_wait();
       if (!local) return;
-      KeyGenerator keys(static_cast<std::uint64_t>(t) + 1);
+      KeyGenerator keys(seed * 1000 + static_cast<std::uint64_t>(t) + 1);
       std::int64_t sink = 0;
       while (phase.load(std::memory_order_acquire) != kStop) {
         const std::int64_t key = keys.next(o.rows);
@@ -472,40 +525,72 @@ RunResult run(const Options& o, int n) {
         }
         local->exhausted = 0;
       }
-      if (sink != 0) rec.first_error = "abalance is not 0 (pgbench -i data expected)";
+      // pgbench -i sets every abalance to 0; anything else means the wrong data was read.
+      if (sink != 0) fail("abalance is not 0: not the data of a fresh pgbench -i");
     });
   }
 
+  constexpr bool kCountsWaits = requires(const Subject& x) { x.acquires_and_waits(); };
+  std::pair<std::uint64_t, std::uint64_t> waits0{}, waits1{};
   ready.arrive_and_wait();
   std::this_thread::sleep_for(std::chrono::duration<double>(o.warmup));
-  const CpuSample cpu0 = sample_cpu();
+  if constexpr (kCountsWaits) waits0 = subject->acquires_and_waits();
+  const CpuSample cpu0 = sample_cpu(o.server_pid);
   const auto t0 = Clock::now();
   phase.store(kCounted, std::memory_order_release);
   std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
   phase.store(kStop, std::memory_order_release);
   const auto t1 = Clock::now();
-  const CpuSample cpu1 = sample_cpu();
+  const CpuSample cpu1 = sample_cpu(o.server_pid);
+  if constexpr (kCountsWaits) waits1 = subject->acquires_and_waits();
   workers.clear();  // joins
+  r.acquires = waits1.first - waits0.first;
+  r.waits = waits1.second - waits0.second;
 
-  LatencyHistogram all;
   for (const ThreadRecord& rec : records) {
     r.queries += rec.queries;
     r.errors += rec.errors;
     r.exhausted += rec.exhausted;
-    all.merge(rec.latency);
+    r.latency.merge(rec.latency);
     if (r.note.empty() && !rec.first_error.empty()) r.note = rec.first_error;
   }
   r.ran = true;
   r.seconds = std::chrono::duration<double>(t1 - t0).count();
-  r.p50_ns = all.percentile_ns(0.50);
-  r.p99_ns = all.percentile_ns(0.99);
-  r.max_ns = all.max_ns();
-  r.client_cpu_s = cpu1.process_s - cpu0.process_s;
-  r.machine_cpu_s = cpu1.machine_s - cpu0.machine_s;
+  r.cpu.client_s = cpu1.client_s - cpu0.client_s;
+  r.cpu.server_s = cpu0.server_s >= 0 && cpu1.server_s >= 0 ? cpu1.server_s - cpu0.server_s : -1;
+  r.cpu.machine_s = cpu1.machine_s - cpu0.machine_s;
   return r;
 }
 
-// --- Reporting ---------------------------------------------------------------------------------
+// --- Results -------------------------------------------------------------------------------------
+
+// All rounds of one subject at one thread count.
+struct Result {
+  std::string subject;
+  int threads = 0;
+  std::vector<Round> rounds;
+
+  std::vector<double> rates() const {
+    std::vector<double> out;
+    for (const Round& r : rounds) {
+      if (r.ran) out.push_back(r.qps());
+    }
+    std::ranges::sort(out);
+    return out;
+  }
+  // The median round's queries/s: robust against one round disturbed by other load.
+  double qps() const {
+    const auto v = rates();
+    if (v.empty()) return 0;
+    return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  }
+  bool ran() const { return !rates().empty(); }
+  std::uint64_t errors() const {
+    std::uint64_t n = 0;
+    for (const Round& r : rounds) n += r.errors;
+    return n;
+  }
+};
 
 std::string fixed(double v, int decimals) {
   char buf[64];
@@ -515,26 +600,65 @@ std::string fixed(double v, int decimals) {
 
 std::string us(std::uint64_t ns) { return fixed(static_cast<double>(ns) / 1e3, 0); }
 
-void print_line(const RunResult& r) {
+void print_round(const Result& res, std::size_t index) {
+  const Round& r = res.rounds[index];
+  std::fprintf(stderr, "pg_pool_bench: N=%-3d %-10s round %zu: ", res.threads, res.subject.c_str(),
+               index + 1);
   if (!r.ran) {
-    std::printf("| %3d | %-10s | not run: %s |\n", r.threads, r.subject.c_str(), r.note.c_str());
-    std::fflush(stdout);
+    std::fprintf(stderr, "not run: %s\n", r.note.c_str());
     return;
   }
-  // CPU per query: this process (the client side of every subject) and the rest of the machine
-  // (the PostgreSQL server processes, mostly), in microseconds.
-  const double q = std::max<double>(1.0, static_cast<double>(r.queries));
-  const double client_us = r.client_cpu_s / q * 1e6;
-  const double server_us = std::max(0.0, r.machine_cpu_s - r.client_cpu_s) / q * 1e6;
-  std::string note = r.note;
-  if (note.size() > 100) note = note.substr(0, 100) + "...";
+  std::fprintf(stderr, "%9.0f queries/s, %llu errors%s%s\n", r.qps(),
+               static_cast<unsigned long long>(r.errors), r.note.empty() ? "" : ": ",
+               r.note.c_str());
+}
+
+void print_result(const Result& res) {
+  if (!res.ran()) {
+    const std::string note = res.rounds.empty() ? "" : res.rounds.front().note;
+    std::printf("| %3d | %-10s | not run: %s |\n", res.threads, res.subject.c_str(), note.c_str());
+    return;
+  }
+  LatencyHistogram latency;
+  CpuSample cpu{0, 0, 0};
+  double seconds = 0;
+  std::uint64_t queries = 0, exhausted = 0, acquires = 0, waits = 0;
+  std::string note;
+  for (const Round& r : res.rounds) {
+    if (!r.ran) continue;
+    acquires += r.acquires;
+    waits += r.waits;
+    latency.merge(r.latency);
+    seconds += r.seconds;
+    queries += r.queries;
+    exhausted += r.exhausted;
+    cpu.client_s += r.cpu.client_s;
+    cpu.server_s = cpu.server_s >= 0 && r.cpu.server_s >= 0 ? cpu.server_s + r.cpu.server_s : -1;
+    cpu.machine_s += r.cpu.machine_s;
+    if (note.empty()) note = r.note;
+  }
+  const auto rates = res.rates();
+  // CPU per query in microseconds: this process and the server; "other" is the rest of the
+  // machine's busy time in cores (anything above ~0.05 means something else was running).
+  const double q = std::max<double>(1.0, static_cast<double>(queries));
+  const bool server_known = cpu.server_s >= 0;
+  const double other =
+      std::max(0.0, (cpu.machine_s - cpu.client_s - (server_known ? cpu.server_s : 0)) / seconds);
+  if (note.size() > 80) note = note.substr(0, 80) + "...";
+  if (acquires > 0) {
+    note = fixed(100.0 * static_cast<double>(waits) / static_cast<double>(acquires), 1) +
+           "% of acquires waited" + (note.empty() ? "" : "; " + note);
+  }
   std::printf(
-      "| %3d | %-10s | %10s | %6llu | %9llu | %7s | %7s | %8s | %6s | %6s | %4s | %s |\n",
-      r.threads, r.subject.c_str(), fixed(r.qps(), 0).c_str(),
-      static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.exhausted),
-      us(r.p50_ns).c_str(), us(r.p99_ns).c_str(), us(r.max_ns).c_str(), fixed(client_us, 1).c_str(),
-      fixed(server_us, 1).c_str(), fixed(r.machine_cpu_s / r.seconds, 2).c_str(), note.c_str());
-  std::fflush(stdout);
+      "| %3d | %-10s | %9s | %9s..%-9s | %6llu | %9llu | %6s | %7s | %8s | %6s | %6s | %5s | %s "
+      "|\n",
+      res.threads, res.subject.c_str(), fixed(res.qps(), 0).c_str(),
+      fixed(rates.front(), 0).c_str(), fixed(rates.back(), 0).c_str(),
+      static_cast<unsigned long long>(res.errors()), static_cast<unsigned long long>(exhausted),
+      us(latency.percentile_ns(0.5)).c_str(), us(latency.percentile_ns(0.99)).c_str(),
+      us(latency.max_ns()).c_str(), fixed(cpu.client_s / q * 1e6, 1).c_str(),
+      server_known ? fixed(cpu.server_s / q * 1e6, 1).c_str() : "-", fixed(other, 2).c_str(),
+      note.c_str());
 }
 
 struct Target {
@@ -543,25 +667,37 @@ struct Target {
   double goal;
 };
 
-void report(const Options& o, const std::vector<RunResult>& results) {
-  auto find = [&](const char* subject, int n) -> const RunResult* {
+void report(const Options& o, const std::vector<Result>& results) {
+  std::printf(
+      "\nqueries/s: the median of the rounds, then the slowest..fastest round. errors: all "
+      "rounds,\n"
+      "warm-up included. exhausted: Poco's failed get()s (retried). Latency: acquire + query +\n"
+      "release, microseconds, all counted rounds. client, server: CPU microseconds per query in\n"
+      "this process and in the PostgreSQL server; other: cores used by anything else.\n\n"
+      "|   N | subject    | queries/s | rounds              | errors | exhausted | p50 us | p99 us "
+      "|   max us | client | server | other | note |\n"
+      "|----:|------------|----------:|---------------------|-------:|----------:|-------:|-------:"
+      "|---------:|-------:|-------:|------:|------|\n");
+  for (const Result& r : results) print_result(r);
+
+  auto find = [&](const char* subject, int n) -> const Result* {
     for (const auto& r : results) {
-      if (r.subject == subject && r.threads == n && r.ran && r.queries > 0) return &r;
+      if (r.subject == subject && r.threads == n && r.ran() && r.qps() > 0) return &r;
     }
     return nullptr;
   };
-  auto ratio = [&](const RunResult* a, const RunResult* b) {
-    return a != nullptr && b != nullptr && b->qps() > 0 ? a->qps() / b->qps() : 0.0;
+  auto ratio = [&](const Result* a, const Result* b) {
+    return a != nullptr && b != nullptr ? a->qps() / b->qps() : 0.0;
   };
   auto cell = [](double x, int decimals) { return x > 0 ? fixed(x, decimals) + "x" : "-"; };
 
   std::printf(
-      "\nRatios (reservoir queries/s over the other's):\n\n"
+      "\nRatios (reservoir's median queries/s over the other's):\n\n"
       "| threads | reservoir q/s | / persistent | / SOCI | / Poco | / connect-per-request |\n"
       "|--------:|--------------:|-------------:|-------:|-------:|---------------------:|\n");
   std::vector<Target> targets;
   for (int n : o.threads) {
-    const RunResult* res = find("reservoir", n);
+    const Result* res = find("reservoir", n);
     const double p = ratio(res, find("persistent", n));
     const double s = ratio(res, find("soci", n));
     const double k = ratio(res, find("poco", n));
@@ -570,7 +706,9 @@ void report(const Options& o, const std::vector<RunResult>& results) {
                 res != nullptr ? fixed(res->qps(), 0).c_str() : "-", cell(p, 3).c_str(),
                 cell(s, 2).c_str(), cell(k, 2).c_str(), cell(c, 0).c_str());
     const std::string at = " at N=" + std::to_string(n);
-    if (n == o.pool_size) targets.push_back({"reservoir >= 0.97x persistent" + at, p, 0.97});
+    if (n == o.pool_size && o.subjects.contains("persistent")) {
+      targets.push_back({"reservoir >= 0.97x persistent" + at, p, 0.97});
+    }
     if (o.subjects.contains("soci")) targets.push_back({"reservoir >= 1.15x SOCI" + at, s, 1.15});
     if (o.subjects.contains("poco")) targets.push_back({"reservoir >= 2.5x Poco" + at, k, 2.5});
     if (o.subjects.contains("connect")) {
@@ -580,19 +718,19 @@ void report(const Options& o, const std::vector<RunResult>& results) {
 
   std::printf("\nTargets:\n\n");
   for (const Target& t : targets) {
-    std::printf("- %-46s %8s  %s\n", t.what.c_str(), cell(t.ratio, 3).c_str(),
+    std::printf("- %-44s %9s  %s\n", t.what.c_str(), cell(t.ratio, 3).c_str(),
                 t.ratio == 0 ? "NOT MEASURED" : (t.ratio >= t.goal ? "met" : "MISSED"));
   }
   std::uint64_t reservoir_errors = 0;
   bool reservoir_ran = false;
   for (const auto& r : results) {
     if (r.subject == "reservoir") {
-      reservoir_errors += r.errors;
-      reservoir_ran = reservoir_ran || r.ran;
+      reservoir_errors += r.errors();
+      reservoir_ran = reservoir_ran || r.ran();
     }
   }
   if (reservoir_ran) {
-    std::printf("- %-46s %8llu  %s\n", "no errors from reservoir at any N",
+    std::printf("- %-44s %9llu  %s\n", "no errors from reservoir at any N",
                 static_cast<unsigned long long>(reservoir_errors),
                 reservoir_errors == 0 ? "met" : "MISSED");
   }
@@ -612,9 +750,12 @@ std::vector<std::string> split(const std::string& s) {
 [[noreturn]] void usage(int status) {
   std::fprintf(
       status == 0 ? stdout : stderr,
-      "usage: pg_pool_bench [--dsn postgresql://user:pw@127.0.0.1:PORT/db] [--seconds 5]\n"
-      "                     [--warmup 1] [--threads 4,8,16,64] [--pool-size 8] [--rows 100000]\n"
-      "                     [--subjects reservoir,persistent,connect,soci,poco]\n"
+      "usage: pg_pool_bench [--dsn postgresql://user:pw@127.0.0.1:PORT/db] [--seconds 2]\n"
+      "                     [--warmup 0.5] [--rounds 3] [--threads 4,8,16,64] [--pool-size 8]\n"
+      "                     [--rows 100000] [--subjects reservoir,persistent,soci,poco,connect]\n"
+      "                     [--server-pid POSTMASTER_PID]\n"
+      "Per thread count, each subject runs --rounds times (the order rotating), each time with a\n"
+      "fresh pool, --warmup seconds not counted and --seconds counted; the median round counts.\n"
       "The DSN defaults to $RESERVOIR_PG_DSN. The database must hold pgbench's tables\n"
       "(pgbench -i -s 1 for 100000 rows); scripts/bench-pg sets everything up.\n");
   std::exit(status);
@@ -635,16 +776,26 @@ Options parse_options(int argc, char** argv) {
         o.seconds = std::stod(value);
       } else if (arg == "--warmup") {
         o.warmup = std::stod(value);
+      } else if (arg == "--rounds") {
+        o.rounds = std::stoi(value);
       } else if (arg == "--pool-size") {
         o.pool_size = std::stoi(value);
       } else if (arg == "--rows") {
         o.rows = std::stoll(value);
+      } else if (arg == "--server-pid") {
+        o.server_pid = std::stoi(value);
       } else if (arg == "--threads") {
         o.threads.clear();
         for (const auto& t : split(value)) o.threads.push_back(std::stoi(t));
       } else if (arg == "--subjects") {
         o.subjects.clear();
-        for (const auto& s : split(value)) o.subjects.insert(s);
+        for (const auto& s : split(value)) {
+          if (std::ranges::find(kSubjects, s) == std::end(kSubjects)) {
+            std::fprintf(stderr, "pg_pool_bench: unknown subject %s\n", s.c_str());
+            std::exit(2);
+          }
+          o.subjects.insert(s);
+        }
       } else {
         usage(2);
       }
@@ -657,12 +808,21 @@ Options parse_options(int argc, char** argv) {
     std::fprintf(stderr, "pg_pool_bench: no DSN (--dsn or RESERVOIR_PG_DSN)\n");
     usage(2);
   }
-  if (o.seconds <= 0 || o.warmup < 0 || o.pool_size < 1 || o.rows < 1 || o.threads.empty() ||
+  if (o.seconds <= 0 || o.warmup < 0 || o.rounds < 1 || o.pool_size < 1 || o.rows < 1 ||
+      o.threads.empty() ||
       std::ranges::any_of(o.threads, [](int t) { return t < 1 || t > 1024; })) {
-    std::fprintf(stderr, "pg_pool_bench: --seconds, --pool-size, --rows, --threads out of range\n");
+    std::fprintf(stderr,
+                 "pg_pool_bench: --seconds, --rounds, --pool-size, --rows or --threads out of "
+                 "range\n");
     std::exit(2);
   }
   return o;
+}
+
+template <class Subject>
+void run_rounds(const Options& o, Result& res, int n, std::size_t round) {
+  res.rounds.push_back(run_round<Subject>(o, n, round));
+  print_round(res, res.rounds.size() - 1);
 }
 
 }  // namespace
@@ -678,47 +838,69 @@ int main(int argc, char** argv) {
   }
 
   std::printf(
-      "pg_pool_bench: %s, pool size %d, %.1f s warm-up + %.1f s counted per line, keys "
-      "1..%lld, %u hardware threads\n",
-      redacted.c_str(), o.pool_size, o.warmup, o.seconds, static_cast<long long>(o.rows),
+      "pg_pool_bench: %s; pool size %d; per thread count and subject %d round(s) of %.1f s "
+      "warm-up + %.1f s counted; keys 1..%lld; %u hardware threads\n",
+      redacted.c_str(), o.pool_size, o.rounds, o.warmup, o.seconds, static_cast<long long>(o.rows),
       std::thread::hardware_concurrency());
 #ifndef RESERVOIR_BENCH_HAVE_SOCI
-  std::printf("pg_pool_bench: built without SOCI's postgresql backend; soci left out\n");
+  std::printf("pg_pool_bench: built without SOCI's postgresql backend: soci left out\n");
 #endif
 #ifndef RESERVOIR_BENCH_HAVE_POCO
-  std::printf("pg_pool_bench: built without Poco's DataPostgreSQL; poco left out\n");
+  std::printf("pg_pool_bench: built without Poco's DataPostgreSQL: poco left out\n");
 #endif
-  std::printf(
-      "\nlatency: acquire + query + release, per query, in microseconds; CPU: microseconds of CPU\n"
-      "per query in this process (client) and in the rest of the machine (server), and cores "
-      "busy\n\n"
-      "| N   | subject    | queries/s  | errors | exhausted | p50 us  | p99 us  | max us   | "
-      "client | server | busy | note |\n"
-      "|----:|------------|-----------:|-------:|----------:|--------:|--------:|---------:|-------"
-      ":|-------:|-----:|------|\n");
   std::fflush(stdout);
 
-  std::vector<RunResult> results;
-  auto add = [&](RunResult r) {
-    print_line(r);
-    results.push_back(std::move(r));
-  };
+  std::vector<Result> results;
   for (int n : o.threads) {
-    if (o.subjects.contains("reservoir")) add(run<ReservoirSubject>(o, n));
-    // One dedicated connection per thread is the limit only while it needs no more connections
-    // than the pool has.
-    if (o.subjects.contains("persistent") && n <= o.pool_size) add(run<PersistentSubject>(o, n));
-    if (o.subjects.contains("soci")) {
+    // The subjects that run at this thread count, in the order of kSubjects. Dedicated
+    // connections are the limit only while they need no more connections than the pool has.
+    std::vector<std::size_t> order;
+    for (std::size_t s = 0; s < std::size(kSubjects); ++s) {
+      const std::string name = kSubjects[s];
+      if (!o.subjects.contains(name)) continue;
+      if (name == "persistent" && n > o.pool_size) continue;
+#ifndef RESERVOIR_BENCH_HAVE_SOCI
+      if (name == "soci") continue;
+#endif
+#ifndef RESERVOIR_BENCH_HAVE_POCO
+      if (name == "poco") continue;
+#endif
+      order.push_back(s);
+    }
+    const std::size_t first = results.size();
+    for (const std::size_t s : order) results.push_back(Result{kSubjects[s], n, {}});
+    // Each round runs every subject once, starting one subject later than the round before, so
+    // that no subject always runs right after the same neighbour.
+    for (int round = 0; round < o.rounds; ++round) {
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        const std::size_t k = (i + static_cast<std::size_t>(round)) % order.size();
+        Result& res = results[first + k];
+        const auto r = static_cast<std::size_t>(round);
+        switch (order[k]) {
+          case 0:
+            run_rounds<ReservoirSubject>(o, res, n, r);
+            break;
+          case 1:
+            run_rounds<PersistentSubject>(o, res, n, r);
+            break;
 #ifdef RESERVOIR_BENCH_HAVE_SOCI
-      add(run<SociSubject>(o, n));
+          case 2:
+            run_rounds<SociSubject>(o, res, n, r);
+            break;
 #endif
-    }
-    if (o.subjects.contains("poco")) {
 #ifdef RESERVOIR_BENCH_HAVE_POCO
-      add(run<PocoSubject>(o, n));
+          case 3:
+            run_rounds<PocoSubject>(o, res, n, r);
+            break;
 #endif
+          case 4:
+            run_rounds<ConnectSubject>(o, res, n, r);
+            break;
+          default:
+            break;
+        }
+      }
     }
-    if (o.subjects.contains("connect")) add(run<ConnectSubject>(o, n));
   }
   report(o, results);
   return 0;

@@ -3,6 +3,8 @@
 # (see tests/support/README.md).
 #
 #   pg_fixture.sh start <state-file> [watch-pid]   initdb + start; writes the connection facts
+#   pg_fixture.sh restart <state-file>             pg_ctl restart -m fast -w: ends every session,
+#                                                  same port and credentials
 #   pg_fixture.sh stop <state-file>                stops the server and deletes everything
 #
 # The server lives in a fresh directory under $TMPDIR, listens on 127.0.0.1 only (a free random
@@ -179,6 +181,25 @@ cmd_stop() {
   rm -f "$state"
 }
 
+# Restarts the server of a state file: a fast shutdown (every session is ended, as in a real
+# restart), then a start on the same port, returning once the server accepts connections again.
+cmd_restart() {
+  local state=$1
+  [[ -n "$state" ]] || die "usage: pg_fixture.sh restart <state-file>"
+  [[ -f "$state" ]] || die "no state file $state"
+  local dir bindir port
+  dir=$(state_value "$state" RESERVOIR_PG_DIR)
+  bindir=$(state_value "$state" RESERVOIR_PG_BINDIR)
+  port=$(state_value "$state" RESERVOIR_PG_PORT)
+  [[ "$dir" == */reservoir-pg.* && -d "$dir/data" ]] || die "$state names no server of this script"
+  # -l: the server must not inherit pg_ctl's output (the caller may be reading it through a pipe).
+  if ! as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -m fast -w \
+    -t 60 restart </dev/null >/dev/null 2>&1; then
+    tail -n 20 "$dir/server.log" >&2 || true
+    die "the server did not restart"
+  fi
+}
+
 cmd_watchdog() {
   local dir=$1 watch=$2 bindir=$3 state=$4
   echo $$ >"$dir/watchdog.pid"
@@ -194,7 +215,8 @@ cmd_watchdog() {
 
 case "${1:-}" in
   start) cmd_start "${2:-}" "${3:-}" ;;
+  restart) cmd_restart "${2:-}" ;;
   stop) cmd_stop "${2:-}" ;;
   watchdog) cmd_watchdog "$2" "$3" "$4" "$5" ;;
-  *) die "usage: pg_fixture.sh start <state-file> [watch-pid] | stop <state-file>" ;;
+  *) die "usage: pg_fixture.sh start <state-file> [watch-pid] | restart <state-file> | stop <state-file>" ;;
 esac

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 
 #include "reservoir/driver.hpp"
 #include "reservoir/dsn.hpp"
@@ -201,6 +203,60 @@ const PostgresServer* postgres_server(std::string* why) {
   std::call_once(s.once, [&] { find_or_start(s); });
   if (why != nullptr) *why = s.why;
   return s.server ? &*s.server : nullptr;
+}
+
+std::unique_ptr<OwnPostgresServer> OwnPostgresServer::start(std::string* why, bool* no_binaries) {
+  static std::atomic<int> started{0};
+  *no_binaries = false;
+  if (!find_driver("postgresql")) {
+    *why = "reservoir was built without the PostgreSQL driver (libpq-dev not found)";
+    return nullptr;
+  }
+  const std::string state_path =
+      (std::filesystem::temp_directory_path() /
+       ("reservoir-pgown-" + std::to_string(::getpid()) + "-" + std::to_string(++started) + ".env"))
+          .string();
+  std::string output;
+  const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
+  if (rc != 0) {
+    *no_binaries = rc == kNoBinariesExit;
+    *why = *no_binaries ? "no PostgreSQL server binaries (apt-get install postgresql)"
+                        : "pg_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
+    return nullptr;
+  }
+  auto server = from_state(read_state(state_path));
+  if (!server) {
+    run_script("stop '" + state_path + "'", nullptr);
+    *why = "pg_fixture.sh wrote no DSN to " + state_path;
+    return nullptr;
+  }
+  return std::unique_ptr<OwnPostgresServer>(new OwnPostgresServer(std::move(*server), state_path));
+}
+
+OwnPostgresServer::~OwnPostgresServer() { run_script("stop '" + state_file_ + "'", nullptr); }
+
+void OwnPostgresServer::restart() {
+  std::string output;
+  const int rc = run_script("restart '" + state_file_ + "'", &output);
+  if (rc != 0) {
+    throw std::runtime_error("pg_fixture.sh restart failed (exit " + std::to_string(rc) +
+                             "): " + output);
+  }
+}
+
+std::unique_ptr<OwnPostgresServer> PostgresTest::start_own_server() {
+  std::string why;
+  bool no_binaries = false;
+  auto own = OwnPostgresServer::start(&why, &no_binaries);
+  if (own) return own;
+  if (no_binaries && env("RESERVOIR_PG_REQUIRED") != "1") {
+    // GTEST_SKIP() without its `return` (this function returns a value): marks the test skipped.
+    const std::string message = "PostgreSQL is not available: " + why;
+    GTEST_MESSAGE_(message.c_str(), ::testing::TestPartResult::kSkip);
+  } else {
+    ADD_FAILURE() << "could not start a PostgreSQL server of the test's own: " << why;
+  }
+  return nullptr;
 }
 
 void PostgresTest::SetUp() {

@@ -16,6 +16,13 @@
 //      (and by the script's watchdog if the process dies first).
 // When none is available (no PostgreSQL binaries, no driver) tests are skipped, or fail when
 // RESERVOIR_PG_REQUIRED=1.
+//
+// Tests that restart or stop the server use a server of their own (OwnPostgresServer), so that
+// the tests sharing the one above never see it go away:
+//
+//   auto own = start_own_server();                      // in a PostgresTest
+//   if (!own) return;                                    // skipped or failed, with the reason
+//   own->restart();                                      // every session ends; same port
 #pragma once
 
 #include <gtest/gtest.h>
@@ -47,6 +54,33 @@ struct PostgresServer {
                       std::string_view params = {}) const;
 };
 
+// A server started for one test with pg_fixture.sh (its own directory, port and roles, as
+// described in tests/support/README.md), stopped by the destructor, or by the script's watchdog
+// if the process dies first. Not thread-safe: one test thread drives it.
+class OwnPostgresServer {
+ public:
+  // Starts one (a second or two). nullptr when it cannot: *why says why, and *no_binaries is
+  // true when that is because there are no PostgreSQL server binaries.
+  static std::unique_ptr<OwnPostgresServer> start(std::string* why, bool* no_binaries);
+  ~OwnPostgresServer();
+  OwnPostgresServer(const OwnPostgresServer&) = delete;
+  OwnPostgresServer& operator=(const OwnPostgresServer&) = delete;
+
+  const PostgresServer& server() const { return server_; }
+
+  // pg_fixture.sh restart: a fast shutdown (pg_ctl restart -m fast -w, every session is ended
+  // with 57P01 as in a real restart), then a start on the same port with the same roles.
+  // Returns once the server accepts connections again. Throws std::runtime_error with the
+  // script's output if it did not come back within 60 s.
+  void restart();
+
+ private:
+  OwnPostgresServer(PostgresServer server, std::string state_file)
+      : server_(std::move(server)), state_file_(std::move(state_file)) {}
+  PostgresServer server_;
+  std::string state_file_;
+};
+
 // The server for this process, or nullptr with the reason in *why. Thread-safe; the first call
 // may take a second or two (it may start the server).
 const PostgresServer* postgres_server(std::string* why = nullptr);
@@ -61,6 +95,11 @@ class PostgresTest : public ::testing::Test {
   // Opens a connection through the registered postgresql driver (dsn defaults to pg().dsn).
   std::unique_ptr<Connection> connect(const std::string& dsn = {},
                                       std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+  // A server of this test's own, for tests that restart it. When none can be started this marks
+  // the test skipped (no server binaries and RESERVOIR_PG_REQUIRED unset) or failed, and returns
+  // nullptr: the caller returns at once.
+  std::unique_ptr<OwnPostgresServer> start_own_server();
 
   // A lower-case SQL identifier unique to this test and process (tests run as parallel
   // processes against one database), e.g. "t_pgpooltest_threads_4711_1".
