@@ -122,6 +122,84 @@ TEST_F(SqlitePoolTest, GetModesAtTheCap) {
   EXPECT_EQ(pool->opened(), 1u);
 }
 
+bool has_temp_table(Connection& c) {
+  return c.query("SELECT count(*) FROM sqlite_temp_master WHERE name = 'scratch'")[0][0].as<int>() == 1;
+}
+
+TEST_F(SqlitePoolTest, ResetOnReleaseDropsSessionState) {
+  PoolOptions o;
+  o.dsn = dsn;
+  o.min = 1;
+  o.max = 1;
+  o.reset_on_release = true;
+  auto pool = Pool::create(o);
+  {
+    auto c = pool->acquire();
+    c->execute("CREATE TEMP TABLE scratch(x)");
+    EXPECT_TRUE(has_temp_table(*c));
+  }
+  auto c = pool->acquire();  // the same connection (max 1), reset
+  EXPECT_FALSE(has_temp_table(*c));
+}
+
+TEST_F(SqlitePoolTest, WithoutResetSessionStateStaysButTransactionsDoNot) {
+  auto pool = make(1, 1);
+  {
+    auto c = pool->acquire();
+    c->execute("CREATE TEMP TABLE scratch(x)");
+    c->begin();
+    c->execute("INSERT INTO scratch VALUES (1)");
+  }
+  auto c = pool->acquire();
+  EXPECT_TRUE(has_temp_table(*c));
+  EXPECT_EQ(c->query("SELECT count(*) FROM scratch")[0][0].as<int>(), 0);
+}
+
+TEST_F(SqlitePoolTest, SessionCallbackSetsUpTaggedState) {
+  PoolOptions o;
+  o.dsn = dsn;
+  o.min = 0;
+  o.max = 2;
+  int calls = 0;
+  o.session_callback = [&](Connection& c, std::string_view tag) {
+    ++calls;
+    c.execute(tag == "fk=on" ? "PRAGMA foreign_keys = ON" : "PRAGMA foreign_keys = OFF");
+  };
+  auto pool = Pool::create(o);
+  {
+    auto c = pool->acquire({.tag = "fk=on"});
+    EXPECT_EQ(c->query("PRAGMA foreign_keys")[0][0].as<int>(), 1);
+  }
+  {
+    auto c = pool->acquire({.tag = "fk=on"});  // the tagged session again: no call
+    EXPECT_EQ(c->query("PRAGMA foreign_keys")[0][0].as<int>(), 1);
+    EXPECT_EQ(c.tag(), "fk=on");
+  }
+  EXPECT_EQ(calls, 1);
+  auto c = pool->acquire({.tag = "fk=off", .match_any_tag = true});
+  EXPECT_EQ(c->query("PRAGMA foreign_keys")[0][0].as<int>(), 0);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(SqlitePoolTest, ConnectionClassesKeepTheirOwnSessionsAndOthersGetThemReset) {
+  auto pool = make(1, 1);
+  {
+    auto c = pool->acquire({.cclass = "A"});
+    c->execute("CREATE TEMP TABLE scratch(x)");
+  }
+  {
+    auto c = pool->acquire({.cclass = "A", .purity = Purity::self});
+    EXPECT_TRUE(has_temp_table(*c));  // A's own session, as A left it
+  }
+  {
+    auto c = pool->acquire({.cclass = "B"});
+    EXPECT_FALSE(has_temp_table(*c));  // A's state does not reach B
+  }
+  const auto st = pool->stats();
+  EXPECT_EQ(st.classes.at("A").hits, 1u);
+  EXPECT_EQ(st.classes.at("B").misses, 1u);
+}
+
 TEST_F(SqlitePoolTest, UnopenableDatabaseFailsCreateWhenFailFast) {
   PoolOptions o;
   o.dsn = "sqlite://" + (dir / "no" / "such" / "dir" / "x.db").string();
