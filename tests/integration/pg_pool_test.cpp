@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "reservoir/reservoir.hpp"
+#include "support/fake_driver.hpp"
 #include "support/postgres_fixture.hpp"
 
 namespace reservoir {
@@ -97,12 +98,14 @@ TEST_F(PgPoolTest, WaiterGetsTheReleasedConnection) {
   auto held = pool->acquire();
   const auto pid = backend_pid(held);
   std::thread releaser([&] {
-    std::this_thread::sleep_for(100ms);
+    // Released only once the acquire below is waiting for it.
+    EXPECT_TRUE(testing::eventually([&] { return pool->waiting() == 1; }));
     held.release();
   });
   auto c = pool->acquire({.get_mode = GetMode::timed_wait, .wait_timeout = 5s});
   EXPECT_EQ(backend_pid(c), pid);
   releaser.join();
+  EXPECT_EQ(pool->stats().waits, 1u);
 }
 
 TEST_F(PgPoolTest, ReleaseInsideATransactionRollsBack) {
