@@ -1103,19 +1103,17 @@ const std::string& Engine::tag(Slot* slot) {
 
 // ---- observation and settings ---------------------------------------------------------------
 
-std::uint32_t Engine::busy() const noexcept {
-  std::uint32_t busy = 0;
+std::uint32_t Engine::count_slots(bool (*pred)(SlotState)) const noexcept {
+  std::uint32_t count = 0;
   const std::uint32_t n = slots_.size();
-  for (std::uint32_t i = 0; i < n; ++i) busy += is_leased(slots_.at(i).state.load()) ? 1 : 0;
-  return busy;
+  for (std::uint32_t i = 0; i < n; ++i) count += pred(slots_.at(i).state.load()) ? 1 : 0;
+  return count;
 }
 
+std::uint32_t Engine::busy() const noexcept { return count_slots(is_leased); }
+
 std::uint32_t Engine::idle() const noexcept {
-  std::uint32_t idle = 0;
-  const std::uint32_t n = slots_.size();
-  for (std::uint32_t i = 0; i < n; ++i)
-    idle += slots_.at(i).state.load() == SlotState::idle ? 1 : 0;
-  return idle;
+  return count_slots([](SlotState s) { return s == SlotState::idle; });
 }
 
 std::string Engine::counters_text() const {

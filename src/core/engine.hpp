@@ -149,6 +149,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void record_connect_failure_locked(const std::string& message) noexcept;  // REQUIRES(mutex_)
   [[noreturn]] void throw_timeout(std::chrono::milliseconds waited, bool fail_fast);
   std::string counters_text() const;
+  std::uint32_t count_slots(bool (*pred)(SlotState)) const noexcept;
   void log(LogLevel level, const std::string& message) const noexcept;
   Dsn dsn_for(const Request& r) const;
 

@@ -111,8 +111,8 @@ TEST_F(PgDemoTest, LabRunsOnARealSequence) {
 TEST_F(PgDemoTest, MoreThreadsThanConnectionsWaitTheirTurn) {
   const DemoRun first = run_demo({"--dsn", pg().dsn});
   const std::int64_t before = check(first, 2);
-  const DemoRun run = run_demo({"--dsn", pg().dsn, "--threads", "4", "--max", "2", "--get-mode",
-                            "wait", "--hold-ms", "20"});
+  const DemoRun run = run_demo(
+      {"--dsn", pg().dsn, "--threads", "4", "--max", "2", "--get-mode", "wait", "--hold-ms", "20"});
   check(run, 4);
   // A sequence keeps counting across runs.
   for (const auto& [thread, values] : fetches(run.output)) {

@@ -107,8 +107,7 @@ class PgLifecycleTest : public PostgresTest {
   }
   // A custom setting ('' when the session never set it or a reset cleared it).
   static std::string guc(Lease& c, const std::string& name) {
-    return c->query("SELECT coalesce(current_setting($1, true), '')", name)[0][0]
-        .as<std::string>();
+    return c->query("SELECT coalesce(current_setting($1, true), '')", name)[0][0].as<std::string>();
   }
   static bool has_temp_table(Lease& c, const std::string& name) {
     return !c->query("SELECT to_regclass($1) IS NULL", "pg_temp." + name)[0][0].as<bool>();
@@ -245,9 +244,9 @@ TEST_F(PgLifecycleTest, ResetOnReleaseClearsWhatTheLastUserLeft) {
   EXPECT_EQ(guc(c, "myapp.x"), "");
   EXPECT_EQ(show(c, "statement_timeout"), "0");
   EXPECT_FALSE(has_temp_table(c, "scratch"));
-  EXPECT_EQ(c->query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'")[0][0]
-                .as<int>(),
-            0);
+  EXPECT_EQ(
+      c->query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'mine'")[0][0].as<int>(),
+      0);
   EXPECT_EQ(c->query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
                      "pg_backend_pid()")[0][0]
                 .as<int>(),
@@ -367,8 +366,7 @@ TEST_F(PgLifecycleTest, SessionCallbackSetsTheTimeZoneOfTheRequestedTag) {
     EXPECT_EQ(c.tag(), "");
     EXPECT_EQ(show(c, "TimeZone"), server_default);
   }
-  EXPECT_EQ(tz.calls->snapshot(),
-            (std::vector<std::string>{"tz=tokyo", "tz=utc", ""}));
+  EXPECT_EQ(tz.calls->snapshot(), (std::vector<std::string>{"tz=tokyo", "tz=utc", ""}));
 }
 
 TEST_F(PgLifecycleTest, MatchAnyTagTakesAnotherTagsSessionInsteadOfOpeningOne) {
@@ -424,8 +422,7 @@ TEST_F(PgLifecycleTest, MatchAnyTagWithACallbackRetagsTheSessionItTakes) {
     EXPECT_EQ(show(c, "TimeZone"), "Asia/Tokyo");
   }
   EXPECT_EQ(pool->stats().creates, 2u);
-  EXPECT_EQ(tz.calls->snapshot(),
-            (std::vector<std::string>{"tz=utc", "tz=berlin", "tz=tokyo"}));
+  EXPECT_EQ(tz.calls->snapshot(), (std::vector<std::string>{"tz=utc", "tz=berlin", "tz=tokyo"}));
 }
 
 TEST_F(PgLifecycleTest, ResetOnReleaseDropsTheTag) {
@@ -561,8 +558,7 @@ TEST_F(PgUsersTest, WrongPasswordForASecondUserIsAuthFailedAndNeverAnotherUsersS
       // Idle sessions of both users, the second one's with the right password.
       auto mine = pool->acquire();
       auto other = pool->acquire({.user = pg().other_user, .password = pg().other_password});
-      EXPECT_EQ(other->query("SELECT current_user::text")[0][0].as<std::string>(),
-                pg().other_user);
+      EXPECT_EQ(other->query("SELECT current_user::text")[0][0].as<std::string>(), pg().other_user);
     }
     for (const Credentials& wrong : std::vector<Credentials>{
              {pg().other_user, "not-the-password"},
@@ -605,8 +601,8 @@ TEST_F(PgLifecycleTest, PuritySelfGetsTheClassesOwnBackendWithItsState) {
   }
   ASSERT_NE(pid_a, pid_b);
   for (int round = 0; round < 2; ++round) {  // both orders: not just the thread's last session
-    for (const char* cls : round == 0 ? std::vector<const char*>{"B", "A"}
-                                      : std::vector<const char*>{"A", "B"}) {
+    for (const char* cls :
+         round == 0 ? std::vector<const char*>{"B", "A"} : std::vector<const char*>{"A", "B"}) {
       SCOPED_TRACE(std::string("class ") + cls);
       auto c = pool->acquire({.cclass = cls, .purity = Purity::self});
       const bool is_a = std::string(cls) == "A";
@@ -672,7 +668,8 @@ TEST_F(PgLifecycleTest, AnotherClassOrPurityNewGetsTheSessionReset) {
 TEST_F(PgLifecycleTest, ClassWaitsAreCounted) {
   auto pool = Pool::create(options(1, 1));
   auto held = pool->acquire({.cclass = "OLTP"});
-  const Error e = error_of([&] { auto c = pool->acquire({.wait_timeout = 50ms, .cclass = "BATCH"}); });
+  const Error e =
+      error_of([&] { auto c = pool->acquire({.wait_timeout = 50ms, .cclass = "BATCH"}); });
   EXPECT_EQ(e.code(), ErrorCode::pool_timeout);
   const auto st = pool->stats();
   EXPECT_EQ(st.classes.at("BATCH").requests, 1u);
@@ -812,7 +809,7 @@ TEST_F(PgLifecycleTest, UnansweringServerFailsAcquireWithinItsDeadline) {
     EXPECT_TRUE(e.code() == ErrorCode::pool_timeout || e.code() == ErrorCode::connect_failed)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("timeout"), std::string::npos) << e.what();
-    EXPECT_GE(took, 350ms);                                 // at least one whole attempt
+    EXPECT_GE(took, 350ms);                                    // at least one whole attempt
     EXPECT_LT(took, o.wait_timeout + o.connect_timeout + 1s);  // about the deadline
     EXPECT_GE(pool->stats().create_failures, 1u);
   }

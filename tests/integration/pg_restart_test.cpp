@@ -34,8 +34,8 @@ class PgRestartTest : public PostgresTest {
   static PoolOptions options(const PostgresServer& server, const std::string& app,
                              std::uint32_t min, std::uint32_t max) {
     PoolOptions o;
-    o.dsn = server.dsn_for(server.user, server.password, server.database,
-                           "application_name=" + app);
+    o.dsn =
+        server.dsn_for(server.user, server.password, server.database, "application_name=" + app);
     o.min = min;
     o.max = max;
     o.fail_fast = true;
@@ -140,13 +140,12 @@ TEST_F(PgRestartTest, PoolRecoversFromARestartUnderLoad) {
 
   // The pool recovers: every thread succeeds again, with an attempt begun after the restart.
   const bool recovered = eventually(
-      [&] { return all_threads([&](int t) { return last_ok_start[t].load() > ns(back); }); },
-      15s);
+      [&] { return all_threads([&](int t) { return last_ok_start[t].load() > ns(back); }); }, 15s);
   // Then some more load on the recovered pool.
   std::vector<int> at_recovery(kThreads);
   for (int t = 0; t < kThreads; ++t) at_recovery[t] = successes[t].load();
-  eventually([&] { return all_threads([&](int t) { return successes[t] >= at_recovery[t] + 50; }); },
-             15s);
+  eventually(
+      [&] { return all_threads([&](int t) { return successes[t] >= at_recovery[t] + 50; }); }, 15s);
   stop = true;
   for (auto& t : threads) t.join();
   ASSERT_EQ(restart_error, "");
@@ -195,7 +194,8 @@ TEST_F(PgRestartTest, PoolRecoversFromARestartUnderLoad) {
   EXPECT_TRUE(eventually([&] {
     on_server = backends(server, app);
     return on_server == static_cast<std::int64_t>(pool->opened());
-  })) << "pool opened " << pool->opened() << ", server has " << on_server;
+  })) << "pool opened "
+      << pool->opened() << ", server has " << on_server;
   const auto st = pool->stats();
   EXPECT_EQ(st.busy, 0u);
   EXPECT_EQ(st.connecting, 0u);

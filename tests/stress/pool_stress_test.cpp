@@ -49,6 +49,23 @@ void classify(const Error& e, Outcome& out) {
   }
 }
 
+// Once the threads have stopped and nothing is being opened: every open connection is the pool's
+// and idle, every successful acquire is a hit or a miss, every connection made is open or was
+// closed by the pool. Returns the final stats for further checks.
+PoolStats expect_exact_accounting(Pool& pool, FakeDriver& fake, const Outcome& out) {
+  EXPECT_TRUE(eventually([&] { return pool.stats().connecting == 0; }));
+  const PoolStats st = pool.stats();
+  EXPECT_EQ(st.opened, static_cast<std::uint32_t>(fake.live()));
+  EXPECT_EQ(st.busy, 0u);
+  EXPECT_EQ(st.waiting, 0u);
+  EXPECT_EQ(st.idle, st.opened);
+  EXPECT_EQ(st.hits + st.misses, out.ok.load());
+  EXPECT_EQ(st.timeouts, out.timeouts.load());
+  EXPECT_EQ(st.exhausted, out.exhausted.load());
+  EXPECT_EQ(st.creates - st.opened, st.drops);
+  return st;
+}
+
 TEST(PoolStress, RandomFaultsKeepTheCapAndExactAccounting) {
   auto fake = std::make_shared<FakeDriver>();
   fake->set_connect_failure_rate(0.05);
@@ -101,16 +118,7 @@ TEST(PoolStress, RandomFaultsKeepTheCapAndExactAccounting) {
   fake->set_connect_failure_rate(0);
 
   EXPECT_EQ(over_cap.load(), 0);
-  ASSERT_TRUE(eventually([&] { return pool->stats().connecting == 0; }));
-  const PoolStats st = pool->stats();
-  EXPECT_EQ(st.opened, static_cast<std::uint32_t>(fake->live()));
-  EXPECT_EQ(st.busy, 0u);
-  EXPECT_EQ(st.waiting, 0u);
-  EXPECT_EQ(st.idle, st.opened);
-  EXPECT_EQ(st.hits + st.misses, out.ok.load());
-  EXPECT_EQ(st.timeouts, out.timeouts.load());
-  EXPECT_EQ(st.exhausted, out.exhausted.load());
-  EXPECT_EQ(st.creates - st.opened, st.drops);  // every connection made is open or was dropped
+  expect_exact_accounting(*pool, *fake, out);
   EXPECT_GT(out.ok.load(), 1000u);
   pool->close();
   EXPECT_EQ(fake->live(), 0);
@@ -235,13 +243,7 @@ TEST(PoolStress, ValidationFailuresExpiryAndBackoffUnderLoad) {
   fake->set_connect_failure_rate(0);
 
   EXPECT_EQ(over_cap.load(), 0);
-  ASSERT_TRUE(eventually([&] { return pool->stats().connecting == 0; }));
-  const PoolStats st = pool->stats();
-  EXPECT_EQ(st.opened, static_cast<std::uint32_t>(fake->live()));
-  EXPECT_EQ(st.busy, 0u);
-  EXPECT_EQ(st.waiting, 0u);
-  EXPECT_EQ(st.hits + st.misses, out.ok.load());
-  EXPECT_EQ(st.creates - st.opened, st.drops);
+  const PoolStats st = expect_exact_accounting(*pool, *fake, out);
   EXPECT_GT(st.ping_failures, 0u) << st.to_string();
   EXPECT_GT(st.closed_for(CloseReason::lifetime) + st.closed_for(CloseReason::idle_timeout), 0u)
       << st.to_string();
