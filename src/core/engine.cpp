@@ -818,8 +818,9 @@ void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noe
           const std::int64_t held = ns(t) - slot->acquired_at_ns.load(std::memory_order_relaxed);
           if (held != 0) slot->hold_time.record_owned(std::chrono::nanoseconds(held));
           discard = drop || must_discard(*slot, t, why);
-          if (!discard && new_tag != nullptr && !options_.reset_on_release) {
-            slot->tag = std::string(*new_tag);
+          if (!discard && new_tag != nullptr && !options_.reset_on_release &&
+              slot->tag != *new_tag) {
+            slot->tag.assign(*new_tag);  // reuses the string's capacity
             slot->tag_hash.store(hash_name(*new_tag), std::memory_order_relaxed);
             update_label(*slot);
           }

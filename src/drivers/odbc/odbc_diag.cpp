@@ -1,0 +1,56 @@
+// odbc_diag.cpp: reads ODBC diagnostic records and maps SQLSTATEs to reservoir error codes.
+#include "drivers/odbc/odbc_diag.hpp"
+
+#include <array>
+
+namespace reservoir::drivers::odbc {
+
+Diagnostics read_diagnostics(SQLSMALLINT handle_type, SQLHANDLE handle) {
+  Diagnostics out;
+  if (handle == SQL_NULL_HANDLE) {
+    out.message = "no diagnostic record (no handle)";
+    return out;
+  }
+  // A driver can pile up many records (one per row of a failed batch); a few say enough.
+  constexpr SQLSMALLINT kMaxRecords = 8;
+  for (SQLSMALLINT i = 1; i <= kMaxRecords; ++i) {
+    std::array<SQLCHAR, 6> state{};
+    SQLINTEGER native = 0;
+    std::array<SQLCHAR, 1024> text{};
+    SQLSMALLINT text_len = 0;
+    const SQLRETURN rc = SQLGetDiagRec(handle_type, handle, i, state.data(), &native, text.data(),
+                                       static_cast<SQLSMALLINT>(text.size()), &text_len);
+    if (!ok(rc)) break;
+    if (i == 1) {
+      out.sqlstate.assign(reinterpret_cast<const char*>(state.data()));
+      out.native_code = native;
+    }
+    if (!out.message.empty()) out.message += "; ";
+    const auto len = std::min<std::size_t>(text_len > 0 ? static_cast<std::size_t>(text_len) : 0,
+                                           text.size() - 1);
+    out.message.append(reinterpret_cast<const char*>(text.data()), len);
+  }
+  if (out.message.empty()) out.message = "no diagnostic record";
+  return out;
+}
+
+ErrorCode map_sqlstate(std::string_view s, Phase phase) noexcept {
+  if (s == "28000" || s == "28P01") return ErrorCode::auth_failed;
+  if (phase == Phase::connect) return ErrorCode::connect_failed;
+  if (s == "08S01" || s == "08003" || s == "08007" || s == "HYT01" || s == "57P01" ||
+      s == "57P02" || s == "57P03") {
+    return ErrorCode::connection_lost;
+  }
+  return ErrorCode::query_failed;
+}
+
+std::string scrub(std::string text, std::string_view secret) {
+  if (secret.empty()) return text;
+  for (std::size_t at = text.find(secret); at != std::string::npos;
+       at = text.find(secret, at + 3)) {
+    text.replace(at, secret.size(), "***");
+  }
+  return text;
+}
+
+}  // namespace reservoir::drivers::odbc
