@@ -9,9 +9,11 @@
 # shellcheck shell=bash
 
 # What building the library and the demo needs: the toolchain and the client libraries of the
-# drivers (SQLite is the embedded default; libpq lets the demo take a postgresql:// DSN).
+# drivers (SQLite is the embedded default; libpq, Connector/C and unixODBC let the demo take
+# postgresql://, mariadb:// and odbc: DSNs).
 # shellcheck disable=SC2034  # used by the scripts that source this file
-RESERVOIR_BUILD_PACKAGES=(build-essential g++ cmake ninja-build pkg-config libsqlite3-dev libpq-dev)
+RESERVOIR_BUILD_PACKAGES=(build-essential g++ cmake ninja-build pkg-config libsqlite3-dev libpq-dev
+  libmariadb-dev unixodbc-dev)
 
 # Prints the given packages that are not fully installed, one per line.
 missing_packages() {

@@ -26,7 +26,8 @@ class OdbcSqliteTest : public ::testing::Test {
   std::string dsn;
 
   void SetUp() override {
-    if (!testing::odbc_driver_built()) GTEST_SKIP() << "the ODBC driver is not built (unixodbc-dev)";
+    if (!testing::odbc_driver_built())
+      GTEST_SKIP() << "the ODBC driver is not built (unixodbc-dev)";
     std::string why;
     dir = std::filesystem::temp_directory_path() /
           ("reservoir-odbc-" + std::to_string(::getpid()) + "-" +
@@ -65,8 +66,8 @@ TEST_F(OdbcSqliteTest, RegisteredForTheOdbcScheme) {
 
 TEST_F(OdbcSqliteTest, DataSourceFromAPrivateOdbcIni) {
   const std::string name = "reservoir_sqlite_" + std::to_string(::getpid());
-  testing::add_odbc_data_source(name, "Driver=Reservoir SQLite3\nDatabase=" +
-                                          (dir / "named.db").string() + "\nTimeout=5000");
+  testing::add_odbc_data_source(
+      name, "Driver=Reservoir SQLite3\nDatabase=" + (dir / "named.db").string() + "\nTimeout=5000");
   auto c = connect("odbc:DSN=" + name);
   c->execute("CREATE TABLE t(x INTEGER)");
   EXPECT_TRUE(std::filesystem::exists(dir / "named.db"));
@@ -144,8 +145,7 @@ TEST_F(OdbcSqliteTest, ParameterCountMismatchIsInvalidArgumentAndHarmless) {
       FAIL() << "expected invalid_argument";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
-      EXPECT_NE(std::string(e.what()).find("2 placeholders, got 1"), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("2 placeholders, got 1"), std::string::npos) << e.what();
     }
     c->execute("INSERT INTO t VALUES (?, ?)", 1, 2);
   }

@@ -86,8 +86,7 @@ bool answers(const std::string& dsn) {
 
 // Runs mariadb_fixture.sh with args; returns its exit status and puts its output in *output.
 int run_script(const std::string& args, std::string* output) {
-  const std::string command =
-      "'" RESERVOIR_MARIADB_FIXTURE_SCRIPT "' " + args + " </dev/null 2>&1";
+  const std::string command = "'" RESERVOIR_MARIADB_FIXTURE_SCRIPT "' " + args + " </dev/null 2>&1";
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return -1;
   char buffer[4096];
@@ -152,9 +151,9 @@ void find_or_start(State& s) {
   std::string output;
   const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
   if (rc != 0) {
-    s.why = rc == kNoBinariesExit ? "no MariaDB server binaries (apt-get install mariadb-server)"
-                                  : "mariadb_fixture.sh start failed (exit " + std::to_string(rc) +
-                                        "): " + output;
+    s.why = rc == kNoBinariesExit
+                ? "no MariaDB server binaries (apt-get install mariadb-server)"
+                : "mariadb_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
     s.hard_failure = rc != kNoBinariesExit;
     return;
   }

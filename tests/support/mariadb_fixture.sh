@@ -137,13 +137,15 @@ cmd_start() {
   local app_pw other_pw
   app_pw=$(random_hex)
   other_pw=$(random_hex)
+  # reservoir_app may use every database named reservoir_*, so that a missing one is "unknown
+  # database" (1049) rather than "access denied" (1044) for the tests.
   "$client" --no-defaults -uroot --socket="$dir/mariadbd.sock" >/dev/null <<EOSQL
 DROP USER IF EXISTS ''@'localhost';
 DROP USER IF EXISTS ''@'$(hostname)';
 CREATE USER 'reservoir_app'@'%' IDENTIFIED BY '$app_pw';
 CREATE USER 'reservoir_other'@'%' IDENTIFIED BY '$other_pw';
 CREATE DATABASE reservoir_test CHARACTER SET utf8mb4;
-GRANT ALL ON reservoir_test.* TO 'reservoir_app'@'%';
+GRANT ALL ON \`reservoir\\_%\`.* TO 'reservoir_app'@'%';
 GRANT ALL ON reservoir_test.* TO 'reservoir_other'@'%';
 FLUSH PRIVILEGES;
 EOSQL

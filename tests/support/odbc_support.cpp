@@ -10,6 +10,7 @@
 
 #include "reservoir/driver.hpp"
 #include "reservoir/dsn.hpp"
+#include "support/mariadb_fixture.hpp"
 #include "support/postgres_fixture.hpp"
 
 namespace reservoir::testing {
@@ -64,8 +65,8 @@ std::string odbc_driver_library(OdbcBackend backend, std::string* why) {
   if (path.empty()) path = std::string(kLibDir) + i.file;
   if (!std::filesystem::exists(path)) {
     if (why != nullptr) {
-      *why = "the ODBC driver " + path + " is missing (apt-get install " + i.package +
-             ", or set " + i.env_var + ")";
+      *why = "the ODBC driver " + path + " is missing (apt-get install " + i.package + ", or set " +
+             i.env_var + ")";
     }
     return {};
   }
@@ -74,8 +75,7 @@ std::string odbc_driver_library(OdbcBackend backend, std::string* why) {
 
 const std::filesystem::path& odbc_config_dir() {
   static const std::filesystem::path dir = [] {
-    std::string templ =
-        (std::filesystem::temp_directory_path() / "reservoir-odbc.XXXXXX").string();
+    std::string templ = (std::filesystem::temp_directory_path() / "reservoir-odbc.XXXXXX").string();
     if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     const std::filesystem::path d(templ);
     std::ofstream inst(d / "odbcinst.ini");
@@ -128,24 +128,15 @@ std::string odbc_postgres_dsn(const PostgresServer& server, std::string* why,
   return dsn;
 }
 
-std::string odbc_mariadb_dsn(std::string* why, std::string_view extra) {
+std::string odbc_mariadb_dsn(const MariaDbServer& server, std::string* why, std::string_view extra,
+                             std::string_view user, std::string_view password) {
   odbc_config_dir();
-  const std::string text = env("RESERVOIR_MARIADB_DSN");
-  if (text.empty()) {
-    if (why != nullptr) {
-      *why =
-          "no MariaDB server: RESERVOIR_MARIADB_DSN is unset (the MariaDB fixture does not "
-          "export one to the ODBC tests yet)";
-    }
-    return {};
-  }
   const std::string lib = odbc_driver_library(OdbcBackend::mariadb, why);
   if (lib.empty()) return {};
-  const Dsn dsn = Dsn::parse(text);
-  std::string out = "odbc:DRIVER=" + lib + ";SERVER=" + dsn.host +
-                    ";PORT=" + std::to_string(dsn.port ? dsn.port : 3306) +
-                    ";DATABASE=" + braced(dsn.database) + ";UID=" + braced(dsn.user) +
-                    ";PWD=" + braced(dsn.password) + ";CHARSET=utf8mb4";
+  std::string out =
+      "odbc:DRIVER=" + lib + ";SERVER=" + server.host + ";PORT=" + std::to_string(server.port) +
+      ";DATABASE=" + braced(server.database) + ";UID=" + braced(user.empty() ? server.user : user) +
+      ";PWD=" + braced(password.empty() ? server.password : password) + ";CHARSET=utf8mb4";
   if (!extra.empty()) out += ";" + std::string(extra);
   return out;
 }

@@ -14,6 +14,7 @@
 namespace reservoir::testing {
 
 struct PostgresServer;
+struct MariaDbServer;
 
 // The ODBC driver libraries the tests use: RESERVOIR_ODBC_<NAME>_DRIVER overrides the Debian
 // path (libsqliteodbc, odbc-postgresql, odbc-mariadb).
@@ -46,8 +47,11 @@ std::string odbc_postgres_dsn(const PostgresServer& server, std::string* why,
                               std::string_view extra = {}, std::string_view user = {},
                               std::string_view password = {}, std::string_view database = {});
 
-// MariaDB Connector/ODBC to the server of RESERVOIR_MARIADB_DSN (mariadb://user:pw@host:port/db),
-// plus extra. Empty with *why when that variable is unset or the driver library is missing.
-std::string odbc_mariadb_dsn(std::string* why, std::string_view extra = {});
+// MariaDB Connector/ODBC to server (the MariaDB fixture's) as user/password (defaults: the
+// server's own) with CHARSET=utf8mb4, plus extra. Empty with *why when the driver library is
+// missing.
+std::string odbc_mariadb_dsn(const MariaDbServer& server, std::string* why,
+                             std::string_view extra = {}, std::string_view user = {},
+                             std::string_view password = {});
 
 }  // namespace reservoir::testing

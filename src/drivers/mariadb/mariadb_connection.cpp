@@ -22,7 +22,7 @@
 namespace reservoir::drivers {
 namespace {
 
-constexpr unsigned kBinaryCharset = 63;  // the "binary" character set: bytes, not text
+constexpr unsigned kBinaryCharset = 63;       // the "binary" character set: bytes, not text
 constexpr unsigned kConnectionKilled = 1927;  // ER_CONNECTION_KILLED (MariaDB)
 
 // The column types, as reservoir Values.
@@ -118,8 +118,10 @@ bool is_link_failure(unsigned code, std::string_view sqlstate) {
 // Frees a statement's pending result, and closes it unless it belongs to the cache.
 class StatementGuard {
  public:
-  StatementGuard(MYSQL_STMT* stmt, bool owned) noexcept : stmt_(stmt), owned_(owned) {}
+  StatementGuard(MYSQL_STMT* stmt, bool owned, const bool& released) noexcept
+      : stmt_(stmt), owned_(owned), released_(released) {}
   ~StatementGuard() {
+    if (released_) return;
     if (owned_) {
       mysql_stmt_close(stmt_);
     } else {
@@ -132,6 +134,7 @@ class StatementGuard {
  private:
   MYSQL_STMT* stmt_;
   bool owned_;
+  const bool& released_;
 };
 
 struct ResultDeleter {
@@ -246,17 +249,23 @@ void MariaDbConnection::reset() {
   // COM_RESET_CONNECTION drops the server side of every statement; close ours first so that
   // no handle outlives its statement.
   cache_clear();
+  // COM_RESET_CONNECTION rolls back too, but the server's answer to it may still carry the
+  // old in-transaction flag; an explicit ROLLBACK first keeps in_transaction() right.
+  if (in_transaction()) run_command("ROLLBACK");
   if (mysql_reset_connection(mysql_) != 0) fail(nullptr, "COM_RESET_CONNECTION");
 }
 
-st_mysql_stmt* MariaDbConnection::prepare(std::string_view sql, bool* owned, bool* unsupported) {
+st_mysql_stmt* MariaDbConnection::prepare(std::string_view sql, bool* owned, bool* unsupported,
+                                          bool* hit) {
   *unsupported = false;
+  *hit = false;
   const bool cacheable = cache_capacity_ > 0 && sql.size() <= kMaxCachedSqlSize;
   *owned = !cacheable;
   if (cacheable) {
     const auto it = cache_index_.find(sql);
     if (it != cache_index_.end()) {
       cache_.splice(cache_.begin(), cache_, it->second);  // most recently used first
+      *hit = true;
       return it->second->stmt;
     }
   }
@@ -285,9 +294,29 @@ st_mysql_stmt* MariaDbConnection::prepare(std::string_view sql, bool* owned, boo
 std::uint64_t MariaDbConnection::run(std::string_view sql, std::span<const Value> params,
                                      ResultSet* out) {
   ensure_usable();
+  for (int attempt = 0;; ++attempt) {
+    bool stale = false;
+    const std::uint64_t n = run_once(sql, params, out, attempt == 0, &stale);
+    if (!stale) return n;
+  }
+}
+
+void MariaDbConnection::cache_erase(st_mysql_stmt* stmt) noexcept {
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if (it->stmt != stmt) continue;
+    cache_index_.erase(std::string_view(it->sql));
+    cache_.erase(it);
+    break;
+  }
+  mysql_stmt_close(stmt);
+}
+
+std::uint64_t MariaDbConnection::run_once(std::string_view sql, std::span<const Value> params,
+                                          ResultSet* out, bool may_retry, bool* stale) {
   bool owned = false;
   bool unsupported = false;
-  MYSQL_STMT* const stmt = prepare(sql, &owned, &unsupported);
+  bool hit = false;
+  MYSQL_STMT* const stmt = prepare(sql, &owned, &unsupported, &hit);
   if (unsupported) {
     if (!params.empty()) {
       throw Error(ErrorCode::unsupported,
@@ -296,7 +325,8 @@ std::uint64_t MariaDbConnection::run(std::string_view sql, std::span<const Value
     }
     return run_text(sql, out);
   }
-  const StatementGuard guard(stmt, owned);
+  bool released = false;  // set once the statement is closed here (the guard must not touch it)
+  const StatementGuard guard(stmt, owned, released);
 
   const unsigned long expected = mysql_stmt_param_count(stmt);
   if (expected != params.size()) {
@@ -356,7 +386,28 @@ std::uint64_t MariaDbConnection::run(std::string_view sql, std::span<const Value
     }
   }
   if (n > 0 && mysql_stmt_bind_param(stmt, binds.data()) != 0) fail(stmt, sql);
-  if (mysql_stmt_execute(stmt) != 0) fail(stmt, sql);
+  const bool was_idle = !in_transaction();
+  if (mysql_stmt_execute(stmt) != 0) {
+    if (hit && mysql_stmt_errno(stmt) == CR_NEW_STMT_METADATA) {
+      // A cached statement whose result columns changed (ALTER TABLE): Connector/C refuses the
+      // handle for good. It is closed (which discards the result) and, when no transaction was
+      // open, the statement runs again, freshly prepared; the server ran it once already, which
+      // for a query that returns rows is harmless.
+      const std::string message = mysql_stmt_error(stmt);
+      released = true;
+      cache_erase(stmt);
+      if (was_idle && may_retry) {
+        *stale = true;
+        return 0;
+      }
+      throw Error(ErrorCode::query_failed,
+                  "mariadb: the result columns of a prepared statement changed inside a "
+                  "transaction (" +
+                      message + "); run it again; in: " + shorten_sql(sql),
+                  {.sqlstate = "HY000", .native_code = CR_NEW_STMT_METADATA});
+    }
+    fail(stmt, sql);
+  }
 
   const ResultPtr meta(mysql_stmt_result_metadata(stmt));
   if (!meta) {
@@ -408,7 +459,6 @@ std::uint64_t MariaDbConnection::run(std::string_view sql, std::span<const Value
         break;
     }
   }
-  fprintf(stderr, "DEBUG cols %u fc %u\n", columns, mysql_stmt_field_count(stmt));
   if (mysql_stmt_bind_result(stmt, result.data()) != 0) fail(stmt, sql);
 
   std::vector<Row> rows;

@@ -87,13 +87,20 @@ class MariaDbConnection final : public Connection {
   using CacheList = std::list<CachedStatement>;  // most recently used first
 
   std::uint64_t run(std::string_view sql, std::span<const Value> params, ResultSet* out);
+  // One attempt; sets *stale (and runs nothing more) when a cached statement's result columns
+  // changed and the statement may simply run again (may_retry, no transaction open).
+  std::uint64_t run_once(std::string_view sql, std::span<const Value> params, ResultSet* out,
+                         bool may_retry, bool* stale);
   // The text protocol, for statements the prepared protocol refuses.
   std::uint64_t run_text(std::string_view sql, ResultSet* out);
   // Runs sql through the text protocol and expects no rows (BEGIN, COMMIT, ...).
   void run_command(std::string_view sql);
   // A prepared statement for sql: from the cache, or freshly prepared (and cached unless
   // *owned is set, in which case the caller closes it).
-  st_mysql_stmt* prepare(std::string_view sql, bool* owned, bool* unsupported);
+  // *hit tells whether it came from the cache.
+  st_mysql_stmt* prepare(std::string_view sql, bool* owned, bool* unsupported, bool* hit);
+  // Removes stmt from the cache (if there) and closes it.
+  void cache_erase(st_mysql_stmt* stmt) noexcept;
 
   void cache_clear() noexcept;
   void ensure_usable() const;

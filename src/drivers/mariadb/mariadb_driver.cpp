@@ -23,9 +23,9 @@ constexpr unsigned kMaxSeconds = 24 * 3600;
 
 const std::set<std::string, std::less<>>& known_params() {
   static const std::set<std::string, std::less<>> names = {
-      "charset",         "connect_timeout", "read_timeout", "write_timeout",
-      "unix_socket",     "ssl_mode",        "ssl_ca",       "ssl_capath",
-      "ssl_cert",        "ssl_key",         "ssl_cipher",   "stmt_cache_size",
+      "charset",     "connect_timeout", "read_timeout", "write_timeout",
+      "unix_socket", "ssl_mode",        "ssl_ca",       "ssl_capath",
+      "ssl_cert",    "ssl_key",         "ssl_cipher",   "stmt_cache_size",
   };
   return names;
 }
@@ -87,8 +87,8 @@ void apply_ssl(const Dsn& dsn, MYSQL* m) {
     set_option(dsn, m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify, "ssl_mode");
   }
   const std::pair<const char*, mysql_option> files[] = {
-      {"ssl_ca", MYSQL_OPT_SSL_CA},     {"ssl_capath", MYSQL_OPT_SSL_CAPATH},
-      {"ssl_cert", MYSQL_OPT_SSL_CERT}, {"ssl_key", MYSQL_OPT_SSL_KEY},
+      {"ssl_ca", MYSQL_OPT_SSL_CA},         {"ssl_capath", MYSQL_OPT_SSL_CAPATH},
+      {"ssl_cert", MYSQL_OPT_SSL_CERT},     {"ssl_key", MYSQL_OPT_SSL_KEY},
       {"ssl_cipher", MYSQL_OPT_SSL_CIPHER},
   };
   for (const auto& [key, option] : files) {
@@ -121,8 +121,8 @@ void apply_ssl(const Dsn& dsn, MYSQL* m) {
     case CR_SERVER_LOST:
     case CR_SERVER_LOST_EXTENDED:
       if (timeout_seconds > 0) {
-        reason += " (no answer within the connect timeout of " + std::to_string(timeout_seconds) +
-                  " s)";
+        reason +=
+            " (no answer within the connect timeout of " + std::to_string(timeout_seconds) + " s)";
       }
       break;
     default:
@@ -145,10 +145,9 @@ std::unique_ptr<Connection> MariaDbDriver::connect(const Dsn& dsn,
       bad_param(dsn, "unknown parameter \"" + key + "\" (see docs/mariadb.md)");
     }
   }
-  const std::size_t cache_size =
-      dsn.params.count("stmt_cache_size") != 0
-          ? number_param(dsn, "stmt_cache_size", kMaxStatementCacheSize)
-          : kDefaultStatementCacheSize;
+  const std::size_t cache_size = dsn.params.count("stmt_cache_size") != 0
+                                     ? number_param(dsn, "stmt_cache_size", kMaxStatementCacheSize)
+                                     : kDefaultStatementCacheSize;
 
   // Whole seconds, rounded up: Connector/C counts no finer.
   std::chrono::milliseconds limit = timeout.count() > 0 ? timeout : kDefaultConnectTimeout;

@@ -117,8 +117,7 @@ OdbcConnection::~OdbcConnection() {
   SQLFreeHandle(SQL_HANDLE_DBC, dbc);
 }
 
-std::uint64_t OdbcConnection::execute_params(std::string_view sql,
-                                             std::span<const Value> params) {
+std::uint64_t OdbcConnection::execute_params(std::string_view sql, std::span<const Value> params) {
   return run(sql, params, nullptr);
 }
 
@@ -131,13 +130,13 @@ ResultSet OdbcConnection::query_params(std::string_view sql, std::span<const Val
 void OdbcConnection::begin() {
   ensure_usable();
   if (tx_ != TxState::none) {
-    throw Error(ErrorCode::query_failed,
-                "odbc: begin() inside a transaction (ODBC has no nested transactions) on " +
-                    where_);
+    throw Error(
+        ErrorCode::query_failed,
+        "odbc: begin() inside a transaction (ODBC has no nested transactions) on " + where_);
   }
   const auto dbc = static_cast<SQLHDBC>(dbc_);
-  if (!ok(SQLSetConnectAttr(dbc, SQL_ATTR_AUTOCOMMIT, reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_OFF),
-                            SQL_IS_UINTEGER))) {
+  if (!ok(SQLSetConnectAttr(dbc, SQL_ATTR_AUTOCOMMIT,
+                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_OFF), SQL_IS_UINTEGER))) {
     fail(SQL_HANDLE_DBC, dbc_, "begin (SQL_ATTR_AUTOCOMMIT off)", {});
   }
   tx_ = TxState::api;
@@ -210,17 +209,26 @@ void OdbcConnection::ping(std::chrono::milliseconds timeout) {
   ensure_usable();
   if (connection_dead()) {
     broken_ = true;
-    throw Error(ErrorCode::connection_lost,
-                "odbc: ping: the driver reports the connection dead (SQL_ATTR_CONNECTION_DEAD) on " +
-                    where_);
+    throw Error(
+        ErrorCode::connection_lost,
+        "odbc: ping: the driver reports the connection dead (SQL_ATTR_CONNECTION_DEAD) on " +
+            where_);
   }
-  SQLHSTMT stmt = SQL_NULL_HSTMT;
-  if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, static_cast<SQLHDBC>(dbc_), &stmt))) {
-    const auto d = odbc::read_diagnostics(SQL_HANDLE_DBC, dbc_);
+  const std::optional<odbc::Diagnostics> d = exec_direct(ping_sql_, timeout);
+  if (d) {
     broken_ = true;
     throw Error(ErrorCode::connection_lost,
-                "odbc: ping failed on " + where_ + ": " + odbc::scrub(d.message, secret_),
-                {.sqlstate = d.sqlstate, .native_code = d.native_code});
+                "odbc: ping (" + ping_sql_ + ") failed on " + where_ + ": " +
+                    odbc::scrub(d->message, secret_) + " (SQLSTATE " + d->sqlstate + ")",
+                {.sqlstate = d->sqlstate, .native_code = d->native_code});
+  }
+}
+
+std::optional<odbc::Diagnostics> OdbcConnection::exec_direct(const std::string& sql,
+                                                             std::chrono::milliseconds timeout) {
+  SQLHSTMT stmt = SQL_NULL_HSTMT;
+  if (!ok(SQLAllocHandle(SQL_HANDLE_STMT, static_cast<SQLHDBC>(dbc_), &stmt))) {
+    return odbc::read_diagnostics(SQL_HANDLE_DBC, dbc_);
   }
   struct FreeOnExit {
     SQLHSTMT stmt;
@@ -231,21 +239,15 @@ void OdbcConnection::ping(std::chrono::milliseconds timeout) {
     const auto seconds = static_cast<SQLULEN>((timeout.count() + 999) / 1000);
     SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
   }
-  std::vector<SQLCHAR> text(ping_sql_.begin(), ping_sql_.end());
+  std::vector<SQLCHAR> text(sql.begin(), sql.end());
   text.push_back(0);
-  SQLRETURN rc = SQLExecDirect(stmt, text.data(), static_cast<SQLINTEGER>(ping_sql_.size()));
+  SQLRETURN rc = SQLExecDirect(stmt, text.data(), static_cast<SQLINTEGER>(sql.size()));
   if (ok(rc)) {
-    rc = SQLFetch(stmt);
-    if (rc == SQL_NO_DATA) rc = SQL_SUCCESS;
+    SQLSMALLINT columns = 0;
+    if (ok(SQLNumResultCols(stmt, &columns)) && columns > 0) rc = SQLFetch(stmt);
   }
-  if (!ok(rc)) {
-    const auto d = odbc::read_diagnostics(SQL_HANDLE_STMT, stmt);
-    broken_ = true;
-    throw Error(ErrorCode::connection_lost,
-                "odbc: ping (" + ping_sql_ + ") failed on " + where_ + ": " +
-                    odbc::scrub(d.message, secret_) + " (SQLSTATE " + d.sqlstate + ")",
-                {.sqlstate = d.sqlstate, .native_code = d.native_code});
-  }
+  if (rc == SQL_NO_DATA || ok(rc)) return std::nullopt;
+  return odbc::read_diagnostics(SQL_HANDLE_STMT, stmt);
 }
 
 void OdbcConnection::reset() {
@@ -257,13 +259,21 @@ void OdbcConnection::reset() {
   const auto dbc = static_cast<SQLHDBC>(dbc_);
   // Only SQL_SUCCESS counts: SQLite ODBC answers any attribute it does not know with
   // SQL_SUCCESS_WITH_INFO 01S02 ("option value changed") and does nothing.
-  last_reset_native_ =
-      SQLSetConnectAttr(dbc, SQL_ATTR_RESET_CONNECTION,
-                        reinterpret_cast<SQLPOINTER>(SQL_RESET_CONNECTION_YES),
-                        SQL_IS_UINTEGER) == SQL_SUCCESS;
+  last_reset_native_ = SQLSetConnectAttr(dbc, SQL_ATTR_RESET_CONNECTION,
+                                         reinterpret_cast<SQLPOINTER>(SQL_RESET_CONNECTION_YES),
+                                         SQL_IS_UINTEGER) == SQL_SUCCESS;
   if (!last_reset_native_ && dbms_name_ == "PostgreSQL") {
     // psqlODBC has no SQL_ATTR_RESET_CONNECTION; DISCARD ALL is PostgreSQL's own session reset.
-    run("DISCARD ALL", {}, nullptr);
+    if (const auto d = exec_direct("DISCARD ALL", std::chrono::milliseconds(0))) {
+      ErrorCode code = odbc::map_sqlstate(d->sqlstate, odbc::Phase::session);
+      if (code != ErrorCode::connection_lost && connection_dead())
+        code = ErrorCode::connection_lost;
+      if (code == ErrorCode::connection_lost) broken_ = true;
+      throw Error(code,
+                  "odbc: reset (DISCARD ALL) failed on " + where_ + ": " +
+                      odbc::scrub(d->message, secret_) + " (SQLSTATE " + d->sqlstate + ")",
+                  {.sqlstate = d->sqlstate, .native_code = d->native_code});
+    }
   }
 }
 
@@ -481,8 +491,8 @@ std::uint64_t OdbcConnection::run_on(void* handle, std::string_view sql,
   return affected;
 }
 
-Value OdbcConnection::read_column(void* handle, unsigned short column, short type,
-                                  bool is_unsigned, std::string_view sql) {
+Value OdbcConnection::read_column(void* handle, unsigned short column, short type, bool is_unsigned,
+                                  std::string_view sql) {
   const SQLHSTMT stmt = as_stmt(handle);
   SQLLEN indicator = 0;
   switch (type) {
@@ -523,8 +533,8 @@ Value OdbcConnection::read_column(void* handle, unsigned short column, short typ
   std::string data;
   std::array<char, kChunk> buf;
   for (;;) {
-    const SQLRETURN rc = SQLGetData(stmt, column, c_type, buf.data(),
-                                    static_cast<SQLLEN>(buf.size()), &indicator);
+    const SQLRETURN rc =
+        SQLGetData(stmt, column, c_type, buf.data(), static_cast<SQLLEN>(buf.size()), &indicator);
     if (rc == SQL_NO_DATA) break;  // every chunk read
     if (!ok(rc)) fail(SQL_HANDLE_STMT, stmt, "read column " + std::to_string(column), sql);
     if (indicator == SQL_NULL_DATA) return Value();
@@ -544,9 +554,9 @@ Value OdbcConnection::read_column(void* handle, unsigned short column, short typ
 
 void OdbcConnection::ensure_usable() const {
   if (broken_) {
-    throw Error(ErrorCode::connection_lost,
-                "odbc: the connection is broken (an earlier error found the link gone) on " +
-                    where_);
+    throw Error(
+        ErrorCode::connection_lost,
+        "odbc: the connection is broken (an earlier error found the link gone) on " + where_);
   }
 }
 
@@ -555,8 +565,8 @@ void OdbcConnection::fail(short handle_type, void* handle, std::string_view what
   const odbc::Diagnostics d = odbc::read_diagnostics(handle_type, handle);
   ErrorCode code = odbc::map_sqlstate(d.sqlstate, odbc::Phase::session);
   if (code != ErrorCode::connection_lost && connection_dead()) code = ErrorCode::connection_lost;
-  std::string message = "odbc: " + std::string(what) + " failed: " +
-                        odbc::scrub(d.message, secret_) + " (SQLSTATE " +
+  std::string message = "odbc: " + std::string(what) +
+                        " failed: " + odbc::scrub(d.message, secret_) + " (SQLSTATE " +
                         (d.sqlstate.empty() ? std::string("none") : d.sqlstate) + ", native " +
                         std::to_string(d.native_code) + ")";
   if (code == ErrorCode::connection_lost) {

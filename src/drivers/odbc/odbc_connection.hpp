@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,6 +15,9 @@
 #include "reservoir/value.hpp"
 
 namespace reservoir::drivers {
+namespace odbc {
+struct Diagnostics;
+}
 
 // Placeholders: ODBC's positional ?. The count must match the statement's (SQLNumParams), else
 // invalid_argument. Values bind as NULL, SQL_BIT, SQL_BIGINT, SQL_DOUBLE, UTF-8 text (SQL_C_CHAR)
@@ -101,6 +105,10 @@ class OdbcConnection final : public Connection {
   [[noreturn]] void fail(short handle_type, void* handle, std::string_view what,
                          std::string_view sql);
   bool connection_dead() noexcept;
+  // Runs sql once on a statement of its own (not cached), fetching a first row if it returns
+  // rows; the query timeout applies when not zero. The diagnostics if it failed.
+  std::optional<odbc::Diagnostics> exec_direct(const std::string& sql,
+                                               std::chrono::milliseconds timeout);
 
   void* dbc_;
   const std::size_t cache_capacity_;

@@ -44,6 +44,20 @@ ErrorCode map_sqlstate(std::string_view s, Phase phase) noexcept {
   return ErrorCode::query_failed;
 }
 
+void refine_connect_diagnostics(Diagnostics& d) {
+  const auto says = [&](std::string_view text) {
+    return d.message.find(text) != std::string::npos;
+  };
+  if (d.native_code == 1045 || says("Access denied for user")) {
+    d.sqlstate = "28000";
+  } else if (says("password authentication failed")) {
+    d.sqlstate = "28P01";
+  } else if (d.native_code == 1049 || says("Unknown database") ||
+             (says("database \"") && says("\" does not exist"))) {
+    d.sqlstate = "3D000";
+  }
+}
+
 std::string scrub(std::string text, std::string_view secret) {
   if (secret.empty()) return text;
   for (std::size_t at = text.find(secret); at != std::string::npos;

@@ -35,6 +35,12 @@ enum class Phase { connect, session };
 //   anything else                  -> connect_failed at connect, query_failed on a session
 ErrorCode map_sqlstate(std::string_view sqlstate, Phase phase) noexcept;
 
+// Drivers report a refused connect as 08001 whatever the server said (psqlODBC does); when the
+// server's message is recognised, d's SQLSTATE becomes the server's own: 28P01 for PostgreSQL's
+// "password authentication failed", 3D000 for 'database "x" does not exist', 28000 for MySQL /
+// MariaDB error 1045 ("Access denied") and 3D000 for their error 1049 ("Unknown database").
+void refine_connect_diagnostics(Diagnostics& d);
+
 // Replaces every occurrence of secret (when not empty) in text with "***": drivers sometimes
 // echo the connection string back.
 std::string scrub(std::string text, std::string_view secret);

@@ -121,9 +121,9 @@ OdbcConnectionString parse_odbc_connection_string(std::string_view cs) {
       std::size_t n = 0;
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
       if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n > 10000) {
-        throw Error(ErrorCode::invalid_argument,
-                    "odbc: ReservoirStmtCache must be a number from 0 to 10000, got \"" + text +
-                        "\"");
+        throw Error(
+            ErrorCode::invalid_argument,
+            "odbc: ReservoirStmtCache must be a number from 0 to 10000, got \"" + text + "\"");
       }
       out.stmt_cache_size = n;
       continue;
@@ -136,8 +136,7 @@ OdbcConnectionString parse_odbc_connection_string(std::string_view cs) {
   return out;
 }
 
-std::unique_ptr<Connection> OdbcDriver::connect(const Dsn& dsn,
-                                                std::chrono::milliseconds timeout) {
+std::unique_ptr<Connection> OdbcDriver::connect(const Dsn& dsn, std::chrono::milliseconds timeout) {
   const std::string where = dsn.redacted();
   const OdbcConnectionString cs = parse_odbc_connection_string(dsn.connection_string);
   if (cs.connection_string.empty()) {
@@ -172,7 +171,8 @@ std::unique_ptr<Connection> OdbcDriver::connect(const Dsn& dsn,
   // The copy held the password; do not leave it in freed memory.
   std::fill(in.begin(), in.end(), SQLCHAR{0});
   if (!ok(rc)) {
-    const auto d = odbc::read_diagnostics(SQL_HANDLE_DBC, owner.dbc);
+    auto d = odbc::read_diagnostics(SQL_HANDLE_DBC, owner.dbc);
+    odbc::refine_connect_diagnostics(d);
     const ErrorCode code = odbc::map_sqlstate(d.sqlstate, odbc::Phase::connect);
     std::string message = "odbc: cannot connect to " + where + ": " +
                           odbc::scrub(d.message, cs.password) + " (SQLSTATE " +
@@ -181,8 +181,7 @@ std::unique_ptr<Connection> OdbcDriver::connect(const Dsn& dsn,
     throw Error(code, message, {.sqlstate = d.sqlstate, .native_code = d.native_code});
   }
   owner.connected = true;
-  auto conn =
-      std::make_unique<OdbcConnection>(owner.dbc, cs.stmt_cache_size, where, cs.password);
+  auto conn = std::make_unique<OdbcConnection>(owner.dbc, cs.stmt_cache_size, where, cs.password);
   owner.connected = false;
   owner.dbc = SQL_NULL_HDBC;  // the connection owns it now
   return conn;
