@@ -267,7 +267,7 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
          slot.class_hash.load(std::memory_order_relaxed) == r.class_hash &&
          (!slot.dirty || r.options->purity == Purity::self) &&
          (!options_.session_callback ||
-          (slot.tag_hash.load(std::memory_order_relaxed) == r.tag_hash &&
+          (!slot.fresh && slot.tag_hash.load(std::memory_order_relaxed) == r.tag_hash &&
            (r.tag_hash == 0 || slot.tag == r.options->tag)));
 }
 
@@ -321,6 +321,9 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
     slot.tag_hash.store(0, std::memory_order_relaxed);
     update_label(slot);
   }
+  // Connections opened ahead (min, increment) are as new as one this acquirer opened.
+  fresh = fresh || slot.fresh;
+  slot.fresh = false;
   if (r.cls != nullptr) {
     (same_class && !fresh ? r.cls->hits : r.cls->misses).fetch_add(1, std::memory_order_relaxed);
   }
@@ -632,6 +635,7 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
   slot.tag_hash.store(0, std::memory_order_relaxed);
   update_label(slot);
   slot.dirty = false;
+  slot.fresh = true;
   const auto life = max_lifetime_ns_.load(std::memory_order_relaxed);
   const auto jitter = std::chrono::nanoseconds(options_.lifetime_jitter).count();
   slot.expires_at_ns.store(life > 0 ? ns(t) + life - random_below(jitter) : 0,

@@ -67,6 +67,7 @@ struct alignas(64) Slot {
   std::string tag;
   std::string user, password;  // heterogeneous pools: the credentials it was opened with
   bool dirty = false;          // used since it was opened or last reset
+  bool fresh = false;          // opened and not yet handed out: the session callback must run
   bool extra = false;          // opened by force_get beyond max
   std::uint32_t index = 0;
 

@@ -380,6 +380,31 @@ TEST_F(PgLifecycleTest, SessionCallbackSetsTheTimeZoneOfTheRequestedTag) {
   EXPECT_EQ(tz.calls->snapshot(), (std::vector<std::string>{"tz=tokyo", "tz=utc", ""}));
 }
 
+// DISABLED until the engine keeps its contract (options.hpp: the callback "runs ... for every
+// new connection"): today it runs only for a connection the acquiring thread opened itself, or on
+// a tag mismatch. Connections opened by create() for min, or in the background for increment or
+// to restore min, are handed to an acquire() without a tag with the callback never run (leases
+// 0, 1 and 3 below get '' and the callback runs once, not 4 times). Enable once fixed.
+TEST_F(PgLifecycleTest, DISABLED_SessionCallbackRunsForConnectionsOpenedAhead) {
+  // Connections the pool opens before anyone asks (min at create, increment in the background)
+  // are new connections too: the first acquire of each runs the callback.
+  std::atomic<int> calls{0};
+  auto o = options(2, 4);
+  o.increment = 2;
+  o.session_callback = [&](Connection& c, std::string_view) {
+    calls.fetch_add(1);
+    c.execute("SET myapp.initialised = 'yes'");
+  };
+  auto pool = Pool::create(o);
+  EXPECT_EQ(pool->opened(), 2u);
+  std::vector<Lease> all;
+  for (int i = 0; i < 4; ++i) {  // 2 opened by create, then growth by 2 (one in the background)
+    all.push_back(pool->acquire());
+    EXPECT_EQ(guc(all.back(), "myapp.initialised"), "yes") << "lease " << i;
+  }
+  EXPECT_EQ(calls.load(), 4);
+}
+
 TEST_F(PgLifecycleTest, MatchAnyTagTakesAnotherTagsSessionInsteadOfOpeningOne) {
   auto pool = Pool::create(options(0, 3));  // no callback: tags come from release(tag)
   std::int64_t tokyo_pid = 0;

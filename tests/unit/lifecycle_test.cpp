@@ -359,6 +359,23 @@ TEST_F(LifecycleTest, SessionCallbackRunsForNewConnectionsAndOnTagMismatch) {
   EXPECT_EQ(calls, (std::vector<std::string>{"tz=utc", "tz=cet"}));
 }
 
+TEST_F(LifecycleTest, SessionCallbackRunsForConnectionsOpenedAhead) {
+  std::atomic<int> calls{0};
+  auto o = options(2, 4);  // two opened by create(), before anyone asked
+  o.increment = 2;
+  o.session_callback = [&](Connection& c, std::string_view) {
+    ++calls;
+    c.execute("SET initialised");
+  };
+  auto pool = Pool::create(o);
+  std::vector<Lease> all;
+  for (int i = 0; i < 4; ++i) {
+    all.push_back(pool->acquire());
+    EXPECT_EQ(fc(all.back()).session_var(), "initialised") << "lease " << i;
+  }
+  EXPECT_EQ(calls.load(), 4);
+}
+
 TEST_F(LifecycleTest, AcquireByTagPrefersAnIdleConnectionWithExactlyThatTag) {
   auto pool = Pool::create(options(0, 3));
   std::uint64_t a, b;
