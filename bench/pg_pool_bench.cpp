@@ -608,9 +608,10 @@ void print_round(const Result& res, std::size_t index) {
     std::fprintf(stderr, "not run: %s\n", r.note.c_str());
     return;
   }
-  std::fprintf(stderr, "%9.0f queries/s, %llu errors%s%s\n", r.qps(),
-               static_cast<unsigned long long>(r.errors), r.note.empty() ? "" : ": ",
-               r.note.c_str());
+  const double other = r.cpu.machine_s - r.cpu.client_s - std::max(0.0, r.cpu.server_s);
+  std::fprintf(stderr, "%9.0f queries/s, %llu errors, other load %.2f cores%s%s\n", r.qps(),
+               static_cast<unsigned long long>(r.errors), std::max(0.0, other) / r.seconds,
+               r.note.empty() ? "" : ": ", r.note.c_str());
 }
 
 void print_result(const Result& res) {

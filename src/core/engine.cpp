@@ -430,6 +430,7 @@ Slot* Engine::reserve_slot(bool extra) {
     move(*slot, SlotState::empty, SlotState::connecting);
   }
   slot->extra = extra;
+  slot->for_acquirer = false;
   return slot;
 }
 
@@ -505,6 +506,7 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
     const bool forced = mode == GetMode::force_get && !has_room();
     if (may_connect(now()) || forced) {
       Slot* s = reserve_slot(forced);
+      if (s != nullptr) s->for_acquirer = true;
       if (s == nullptr) {
         dequeue(w);
         exhausted_.fetch_add(1, std::memory_order_relaxed);
@@ -1030,7 +1032,8 @@ void Engine::close(bool force) {
           claimed.push_back({&s, CloseReason::pool_closed});
         } else if (st == SlotState::in_use && force) {
           if (!move(s, SlotState::in_use, SlotState::revoked)) continue;
-        } else if (is_leased(st) || st == SlotState::connecting) {
+        } else if (is_leased(st) || (st == SlotState::connecting && s.for_acquirer)) {
+          // Background attempts do not hold close() up: they close what they open.
           ++busy;
         }
         break;

@@ -69,6 +69,7 @@ struct alignas(64) Slot {
   bool dirty = false;          // used since it was opened or last reset
   bool fresh = false;          // opened and not yet handed out: the session callback must run
   bool extra = false;          // opened by force_get beyond max
+  bool for_acquirer = false;   // connecting for a waiting acquirer (written under the pool mutex)
   std::uint32_t index = 0;
 
   void count_hit() noexcept {

@@ -421,6 +421,17 @@ TEST_F(PoolTest, CloseWithoutForceFailsWhileLeasesAreOut) {
   pool->close();  // twice is harmless
 }
 
+TEST_F(PoolTest, CloseIsNotHeldUpByBackgroundConnects) {
+  auto pool = Pool::create(options(0, 4));
+  fake->hold_connects();
+  pool->reconfigure({.min = 2});  // two background attempts, held
+  ASSERT_TRUE(eventually([&] { return fake->in_connect() == 2; }));
+  EXPECT_NO_THROW(pool->close());
+  fake->release_connects();
+  ASSERT_TRUE(eventually([&] { return fake->in_connect() == 0 && fake->live() == 0; }));
+  EXPECT_EQ(pool->opened(), 0u);
+}
+
 TEST_F(PoolTest, ForcedCloseRevokesOutstandingLeases) {
   auto pool = Pool::create(options(2, 2));
   auto c = pool->acquire();
