@@ -380,12 +380,7 @@ TEST_F(PgLifecycleTest, SessionCallbackSetsTheTimeZoneOfTheRequestedTag) {
   EXPECT_EQ(tz.calls->snapshot(), (std::vector<std::string>{"tz=tokyo", "tz=utc", ""}));
 }
 
-// DISABLED until the engine keeps its contract (options.hpp: the callback "runs ... for every
-// new connection"): today it runs only for a connection the acquiring thread opened itself, or on
-// a tag mismatch. Connections opened by create() for min, or in the background for increment or
-// to restore min, are handed to an acquire() without a tag with the callback never run (leases
-// 0, 1 and 3 below get '' and the callback runs once, not 4 times). Enable once fixed.
-TEST_F(PgLifecycleTest, DISABLED_SessionCallbackRunsForConnectionsOpenedAhead) {
+TEST_F(PgLifecycleTest, SessionCallbackRunsForConnectionsOpenedAhead) {
   // Connections the pool opens before anyone asks (min at create, increment in the background)
   // are new connections too: the first acquire of each runs the callback.
   std::atomic<int> calls{0};
