@@ -100,7 +100,7 @@ std::string stats_table(const reservoir::PoolStats& s) {
 
 int run(const demo::DemoOptions& options) {
   const reservoir::Dsn dsn = reservoir::Dsn::parse(options.pool.dsn);
-  const demo::Sequence sequence(dsn);
+  demo::Sequence sequence(dsn);
   const std::shared_ptr<reservoir::Pool> pool = reservoir::Pool::create(options.pool);
   Console console;
   console.line(describe(options, dsn));

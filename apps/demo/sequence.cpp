@@ -23,13 +23,15 @@ constexpr std::array<SequenceSql, 3> kSequences{{
      "SELECT NEXTVAL(reservoir_demo_seq)"},
 }};
 
-const SequenceSql& find_sql(std::string_view scheme) {
+const SequenceSql* find_sql(std::string_view scheme) {
+  // Behind odbc: any of the databases above may answer: create() asks the database itself.
+  if (scheme == "odbc") return nullptr;
   for (const SequenceSql& sql : kSequences) {
-    if (sql.scheme == scheme) return sql;
+    if (sql.scheme == scheme) return &sql;
   }
-  std::string known;
+  std::string known = "odbc";
   for (const SequenceSql& sql : kSequences) {
-    if (!known.empty()) known += ", ";
+    known += ", ";
     known += sql.scheme;
   }
   throw reservoir::Error(reservoir::ErrorCode::invalid_argument,
@@ -39,7 +41,7 @@ const SequenceSql& find_sql(std::string_view scheme) {
 
 }  // namespace
 
-Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(&find_sql(dsn.scheme)) {
+Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(find_sql(dsn.scheme)) {
   if (dsn.scheme == "sqlite" && dsn.database == ":memory:") {
     throw reservoir::Error(reservoir::ErrorCode::invalid_argument,
                            "sqlite::memory: gives each pooled connection its own empty database, "
@@ -48,7 +50,29 @@ Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(&find_sql(dsn.scheme)) {
   }
 }
 
-void Sequence::create(reservoir::Connection& conn) const { conn.execute(sql_->create); }
+void Sequence::create(reservoir::Connection& conn) {
+  if (sql_ != nullptr) {
+    conn.execute(sql_->create);
+    return;
+  }
+  // ODBC: the first SQL dialect whose sequence works on this database wins (PostgreSQL, then
+  // MariaDB, then SQLite's emulation). A probe uses up one value, which is harmless.
+  std::string errors;
+  for (const SequenceSql& sql : kSequences) {
+    try {
+      sql_ = &sql;
+      conn.execute(sql.create);
+      (void)next(conn);
+      return;
+    } catch (const reservoir::Error& e) {
+      errors += std::string(errors.empty() ? "" : "; ") + std::string(sql.scheme) + ": " + e.what();
+    }
+  }
+  sql_ = nullptr;
+  throw reservoir::Error(reservoir::ErrorCode::unsupported,
+                         "the database behind this ODBC DSN takes none of the demo's sequence "
+                         "dialects (" + errors + ")");
+}
 
 std::int64_t Sequence::next(reservoir::Connection& conn) const {
   if (!sql_->advance.empty()) conn.execute(sql_->advance);

@@ -22,17 +22,20 @@ struct SequenceSql {
 // A database sequence, or (on SQLite, which has none) a table emulating one: each value is the
 // rowid of a new row, read back on the same connection.
 //
-// Thread safety: a Sequence is immutable; create() and next() may run in many threads at once,
-// each on its own connection.
+// Thread safety: once create() has returned, next() may run in many threads at once, each on its
+// own connection.
 class Sequence {
  public:
   // The sequence for the database dsn names, chosen by its scheme. Throws
-  // reservoir::Error{invalid_argument} for a scheme it has no SQL for (naming those it knows)
+  // reservoir::Error{invalid_argument} for a scheme it has no SQL for (naming those it knows;
+  // odbc: is known: create() picks the SQL)
   // and for sqlite::memory:, where every pooled connection has its own empty database.
   explicit Sequence(const reservoir::Dsn& dsn);
 
-  // Creates the sequence unless it exists. Errors: those of Connection::execute.
-  void create(reservoir::Connection& conn) const;
+  // Creates the sequence unless it exists. Behind an odbc: DSN it first finds which database's
+  // SQL works (call it before next(), on one thread). Errors: those of Connection::execute;
+  // unsupported when no dialect works behind ODBC.
+  void create(reservoir::Connection& conn);
 
   // Advances the sequence and returns its new value. Values are unique across connections and
   // runs. Errors: those of Connection::execute and query, and internal when the database's
