@@ -1,6 +1,8 @@
 // src/core/background.cpp: a small fixed set of worker threads with a timer queue.
 #include "core/background.hpp"
 
+#include <cstdlib>
+
 namespace reservoir::core {
 
 namespace {
@@ -16,6 +18,9 @@ Background& Background::instance() {
 }
 
 Background::Background() {
+  // At exit, let no new task start and give running ones (a connect in progress) a moment to
+  // end, so that they do not run on while the process tears down the libraries they use.
+  std::atexit([] { instance().stop_at_exit(); });
   threads_.reserve(kThreads);
   for (std::size_t i = 0; i < kThreads; ++i) {
     threads_.emplace_back([this] { run(); });
@@ -44,9 +49,19 @@ std::size_t Background::pending() const {
   return ready_.size() + timed_.size() + running_;
 }
 
+void Background::stop_at_exit() noexcept {
+  std::unique_lock lk(mutex_);
+  stopping_ = true;
+  idle_cv_.wait_for(lk, std::chrono::seconds(2), [this] { return running_ == 0; });
+}
+
 void Background::run() {
   std::unique_lock lk(mutex_);
   for (;;) {
+    if (stopping_) {
+      cv_.wait(lk);  // the process is exiting: start nothing more
+      continue;
+    }
     auto now = std::chrono::steady_clock::now();
     while (!timed_.empty() && timed_.top().at <= now) {
       ready_.push_back(std::move(const_cast<Timed&>(timed_.top()).task));
@@ -64,7 +79,7 @@ void Background::run() {
       }
       task = nullptr;  // release captured references outside the lock
       lk.lock();
-      --running_;
+      if (--running_ == 0) idle_cv_.notify_all();
       continue;
     }
     if (timed_.empty()) {

@@ -35,6 +35,7 @@ class Background {
  private:
   Background();
   void run();
+  void stop_at_exit() noexcept;
 
   struct Timed {
     TimePoint at;
@@ -49,6 +50,8 @@ class Background {
   std::priority_queue<Timed, std::vector<Timed>, std::greater<>> timed_;  // guarded by mutex_
   std::uint64_t seq_ = 0;                                                 // guarded by mutex_
   std::size_t running_ = 0;                                               // guarded by mutex_
+  bool stopping_ = false;                                                 // guarded by mutex_
+  std::condition_variable idle_cv_;  // running_ reached 0
   std::vector<std::thread> threads_;
 };
 

@@ -15,6 +15,10 @@
 #include "drivers/mariadb/mariadb_connection.hpp"
 #include "reservoir/error.hpp"
 
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+#include "drivers/common/openssl_exit.hpp"
+#endif
+
 namespace reservoir::drivers {
 namespace {
 
@@ -213,7 +217,13 @@ std::shared_ptr<Driver> mariadb_driver() {
 namespace {
 // Runs before main() in every program this object file is linked into (reservoir_add_driver
 // links the library as a whole archive), so find_driver("mariadb") needs no set-up call.
-[[maybe_unused]] const bool kRegistered = (register_driver(mariadb_driver()), true);
+[[maybe_unused]] const bool kRegistered = [] {
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+  keep_openssl_until_exit();  // before the first connect: see drivers/common/openssl_exit.hpp
+#endif
+  register_driver(mariadb_driver());
+  return true;
+}();
 }  // namespace
 
 }  // namespace reservoir::drivers

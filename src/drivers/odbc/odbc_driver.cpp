@@ -13,6 +13,10 @@
 #include "drivers/odbc/odbc_diag.hpp"
 #include "reservoir/error.hpp"
 
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+#include "drivers/common/openssl_exit.hpp"
+#endif
+
 namespace reservoir::drivers {
 namespace {
 
@@ -195,7 +199,14 @@ std::shared_ptr<Driver> odbc_driver() {
 namespace {
 // Runs before main() in every program this object file is linked into (see
 // cmake/ReservoirDriver.cmake), so find_driver("odbc") needs no set-up call.
-[[maybe_unused]] const bool kRegistered = (register_driver(odbc_driver()), true);
+[[maybe_unused]] const bool kRegistered = [] {
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+  // ODBC drivers loaded later (psqlODBC through libpq, MariaDB's) use OpenSSL too.
+  keep_openssl_until_exit();  // see drivers/common/openssl_exit.hpp
+#endif
+  register_driver(odbc_driver());
+  return true;
+}();
 }  // namespace
 
 }  // namespace reservoir::drivers

@@ -16,6 +16,10 @@
 #include "drivers/postgresql/postgresql_io.hpp"
 #include "reservoir/error.hpp"
 
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+#include "drivers/common/openssl_exit.hpp"
+#endif
+
 namespace reservoir::drivers {
 namespace {
 
@@ -272,7 +276,13 @@ std::shared_ptr<Driver> postgresql_driver() {
 namespace {
 // Runs before main() in every program this object file is linked into (reservoir_add_driver
 // links the library as a whole archive), so find_driver("postgresql") needs no set-up call.
-[[maybe_unused]] const bool kRegistered = (register_driver(postgresql_driver()), true);
+[[maybe_unused]] const bool kRegistered = [] {
+#ifdef RESERVOIR_HAVE_DRIVER_COMMON
+  keep_openssl_until_exit();  // before the first connect: see drivers/common/openssl_exit.hpp
+#endif
+  register_driver(postgresql_driver());
+  return true;
+}();
 }  // namespace
 
 }  // namespace reservoir::drivers
