@@ -91,6 +91,14 @@ const std::filesystem::path& odbc_config_dir() {
     ::setenv("ODBCINI", (d / "odbc.ini").c_str(), 1);
     return d;
   }();
+  // Removed when the test program exits (ctest runs every test in a process of its own).
+  static const struct Remover {
+    const std::filesystem::path& dir;
+    ~Remover() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } remover{dir};
   return dir;
 }
 
