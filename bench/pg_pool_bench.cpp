@@ -82,7 +82,8 @@ struct Options {
   int pool_size = 8;
   std::int64_t rows = 100'000;
   std::set<std::string> subjects = {"reservoir", "persistent", "soci", "poco", "connect"};
-  int server_pid = 0;  // the postmaster, for the server's CPU time; 0: not measured
+  int server_pid = 0;      // the postmaster, for the server's CPU time; 0: not measured
+  double max_other = 0.1;  // cores of other load above which a round is left out (see Result)
 };
 
 // Connect-per-request is two orders of magnitude slower than everything else, so its ratio needs
@@ -445,6 +446,12 @@ struct Round {
   std::uint64_t acquires = 0, waits = 0;
 
   double qps() const { return seconds > 0 ? static_cast<double>(queries) / seconds : 0; }
+  // Cores busy with neither this process nor the server during the window: other programs
+  // (and softirq work, which is near 0 on a quiet machine).
+  double other_cores() const {
+    if (seconds <= 0) return 0;
+    return std::max(0.0, cpu.machine_s - cpu.client_s - std::max(0.0, cpu.server_s)) / seconds;
+  }
 };
 
 struct alignas(64) ThreadRecord {
@@ -572,14 +579,24 @@ Round run_round(const Options& o, int n, std::uint64_t seed) {
 struct Result {
   std::string subject;
   int threads = 0;
+  double max_other = 0;  // rounds with more other load than this are left out (see used())
   std::vector<Round> rounds;
 
-  // Queries/s of the rounds that ran, slowest first.
+  // The rounds the results come from: those that ran undisturbed by other programs (other load
+  // at most max_other cores) when there are at least two, otherwise all that ran.
+  std::vector<const Round*> used() const {
+    std::vector<const Round*> quiet, all;
+    for (const Round& r : rounds) {
+      if (!r.ran) continue;
+      all.push_back(&r);
+      if (r.other_cores() <= max_other) quiet.push_back(&r);
+    }
+    return quiet.size() >= 2 ? quiet : all;
+  }
+  // Queries/s of the used rounds, slowest first.
   std::vector<double> rates() const {
     std::vector<double> out;
-    for (const Round& r : rounds) {
-      if (r.ran) out.push_back(r.qps());
-    }
+    for (const Round* r : used()) out.push_back(r->qps());
     std::ranges::sort(out);
     return out;
   }
@@ -595,6 +612,7 @@ struct Result {
     return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   }
   bool ran() const { return best() > 0; }
+  // Errors of all rounds, used or not, warm-up included.
   std::uint64_t errors() const {
     std::uint64_t n = 0;
     for (const Round& r : rounds) n += r.errors;
@@ -618,9 +636,8 @@ void print_round(const Result& res, std::size_t index) {
     std::fprintf(stderr, "not run: %s\n", r.note.c_str());
     return;
   }
-  const double other = r.cpu.machine_s - r.cpu.client_s - std::max(0.0, r.cpu.server_s);
   std::fprintf(stderr, "%9.0f queries/s, %llu errors, other load %.2f cores%s%s\n", r.qps(),
-               static_cast<unsigned long long>(r.errors), std::max(0.0, other) / r.seconds,
+               static_cast<unsigned long long>(r.errors), r.other_cores(),
                r.note.empty() ? "" : ": ", r.note.c_str());
 }
 
@@ -635,22 +652,26 @@ void print_result(const Result& res) {
   double seconds = 0;
   std::uint64_t queries = 0, exhausted = 0, acquires = 0, waits = 0;
   std::string note;
+  const auto used = res.used();
+  for (const Round* r : used) {
+    acquires += r->acquires;
+    waits += r->waits;
+    latency.merge(r->latency);
+    seconds += r->seconds;
+    queries += r->queries;
+    exhausted += r->exhausted;
+    cpu.client_s += r->cpu.client_s;
+    cpu.server_s = cpu.server_s >= 0 && r->cpu.server_s >= 0 ? cpu.server_s + r->cpu.server_s : -1;
+    cpu.machine_s += r->cpu.machine_s;
+  }
   for (const Round& r : res.rounds) {
-    if (!r.ran) continue;
-    acquires += r.acquires;
-    waits += r.waits;
-    latency.merge(r.latency);
-    seconds += r.seconds;
-    queries += r.queries;
-    exhausted += r.exhausted;
-    cpu.client_s += r.cpu.client_s;
-    cpu.server_s = cpu.server_s >= 0 && r.cpu.server_s >= 0 ? cpu.server_s + r.cpu.server_s : -1;
-    cpu.machine_s += r.cpu.machine_s;
-    if (note.empty()) note = r.note;
+    if (note.empty()) note = r.note;  // the first error of any round
   }
   const auto rates = res.rates();
-  // CPU per query in microseconds: this process and the server; "other" is the rest of the
-  // machine's busy time in cores (anything above ~0.05 means something else was running).
+  std::size_t ran = 0;
+  for (const Round& r : res.rounds) ran += r.ran ? 1 : 0;
+  // CPU per query in microseconds: this process and the server; "other": the rest of the
+  // machine's busy time, in cores.
   const double q = std::max<double>(1.0, static_cast<double>(queries));
   const bool server_known = cpu.server_s >= 0;
   const double other =
@@ -660,11 +681,12 @@ void print_result(const Result& res) {
     note = fixed(100.0 * static_cast<double>(waits) / static_cast<double>(acquires), 1) +
            "% of acquires waited" + (note.empty() ? "" : "; " + note);
   }
+  const std::string rounds = std::to_string(used.size()) + "/" + std::to_string(ran);
   std::printf(
-      "| %3d | %-10s | %9s | %9s | %9s | %6llu | %9llu | %6s | %6s | %8s | %6s | %6s | %5s | %s "
-      "|\n",
+      "| %3d | %-10s | %9s | %9s | %9s | %6s | %6llu | %9llu | %6s | %6s | %8s | %6s | %6s | %5s "
+      "| %s |\n",
       res.threads, res.subject.c_str(), fixed(res.best(), 0).c_str(),
-      fixed(res.median(), 0).c_str(), fixed(rates.front(), 0).c_str(),
+      fixed(res.median(), 0).c_str(), fixed(rates.front(), 0).c_str(), rounds.c_str(),
       static_cast<unsigned long long>(res.errors()), static_cast<unsigned long long>(exhausted),
       us(latency.percentile_ns(0.5)).c_str(), us(latency.percentile_ns(0.99)).c_str(),
       us(latency.max_ns()).c_str(), fixed(cpu.client_s / q * 1e6, 1).c_str(),
@@ -681,15 +703,17 @@ struct Target {
 
 void report(const Options& o, const std::vector<Result>& results) {
   std::printf(
-      "\nbest, median, slowest: queries/s of the fastest, the median and the slowest round.\n"
-      "errors: all rounds, warm-up included. exhausted: Poco's failed get()s (each retried).\n"
-      "Latency: acquire + query + release in microseconds, over all counted rounds. client,\n"
-      "server: CPU microseconds per query in this process and in the PostgreSQL server; other:\n"
-      "cores busy with anything else (softirq and other programs).\n\n"
-      "|   N | subject    |      best |    median |   slowest | errors | exhausted | p50 us | "
-      "p99 us |   max us | client | server | other | note |\n"
-      "|----:|------------|----------:|----------:|----------:|-------:|----------:|-------:|"
-      "-------:|---------:|-------:|-------:|------:|------|\n");
+      "\nbest, median, slowest: queries/s of the fastest, the median and the slowest round used.\n"
+      "rounds: rounds used / rounds run; a round with more than %.2f cores of other load (other\n"
+      "programs on the machine) is left out while two or more undisturbed ones remain. errors:\n"
+      "all rounds, warm-up included. exhausted: Poco's failed get()s (each retried). Latency:\n"
+      "acquire + query + release in microseconds. client, server: CPU microseconds per query in\n"
+      "this process and in the PostgreSQL server. other: cores busy with anything else.\n\n"
+      "|   N | subject    |      best |    median |   slowest | rounds | errors | exhausted | "
+      "p50 us | p99 us |   max us | client | server | other | note |\n"
+      "|----:|------------|----------:|----------:|----------:|-------:|-------:|----------:|"
+      "-------:|-------:|---------:|-------:|-------:|------:|------|\n",
+      o.max_other);
   for (const Result& r : results) print_result(r);
 
   auto find = [&](const char* subject, int n) -> const Result* {
@@ -784,11 +808,14 @@ std::vector<std::string> split(const std::string& s) {
       "usage: pg_pool_bench [--dsn postgresql://user:pw@127.0.0.1:PORT/db] [--seconds 1]\n"
       "                     [--warmup 0.3] [--rounds 6] [--threads 4,8,16,64] [--pool-size 8]\n"
       "                     [--rows 100000] [--subjects reservoir,persistent,soci,poco,connect]\n"
-      "                     [--server-pid POSTMASTER_PID]\n"
+      "                     [--server-pid POSTMASTER_PID] [--max-other-load 0.1]\n"
       "Per thread count, each subject runs --rounds times (connect at most 2), the order "
       "rotating,\n"
       "each time with a fresh pool: --warmup seconds not counted, then --seconds counted. Ratios\n"
-      "and targets use the best round of each subject; medians are shown beside them.\n"
+      "and targets use the best round of each subject; medians are shown beside them. Rounds\n"
+      "with more than --max-other-load cores used by other programs are left out while two or\n"
+      "more undisturbed ones remain (--server-pid names the postmaster, so that the server's\n"
+      "CPU is not taken for other load).\n"
       "The DSN defaults to $RESERVOIR_PG_DSN. The database must hold pgbench's tables\n"
       "(pgbench -i -s 1 for 100000 rows); scripts/bench-pg sets everything up.\n");
   std::exit(status);
@@ -815,6 +842,8 @@ Options parse_options(int argc, char** argv) {
         o.pool_size = std::stoi(value);
       } else if (arg == "--rows") {
         o.rows = std::stoll(value);
+      } else if (arg == "--max-other-load") {
+        o.max_other = std::stod(value);
       } else if (arg == "--server-pid") {
         o.server_pid = std::stoi(value);
       } else if (arg == "--threads") {
@@ -901,7 +930,7 @@ int main(int argc, char** argv) {
       order.push_back(s);
     }
     const std::size_t first = results.size();
-    for (const std::size_t s : order) results.push_back(Result{kSubjects[s], n, {}});
+    for (const std::size_t s : order) results.push_back(Result{kSubjects[s], n, o.max_other, {}});
     // Each round runs every subject once, starting one subject later than the round before, so
     // that no subject always runs right after the same neighbour.
     for (int round = 0; round < o.rounds; ++round) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/background.hpp"
+#include "core/hazard.hpp"
 #include "core/options_check.hpp"
 #include "core/ticker.hpp"
 #include "reservoir/error.hpp"
@@ -50,10 +51,6 @@ std::uint32_t scan_start() noexcept {
   thread_local const std::uint32_t start =
       static_cast<std::uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()));
   return start;
-}
-
-void wait_not_releasing(const Slot& s) noexcept {
-  while (s.releasing.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
 std::uint64_t credentials_hash(const std::string& user, const std::string& password) {
@@ -131,16 +128,13 @@ std::shared_ptr<Engine> Engine::create(const PoolOptions& options) {
       slot = e->reserve_slot(false);
     }
     try {
-      e->connect_reserved(*slot, defaults, RealClock::time_point::max());
+      e->connect_reserved(*slot, defaults, RealClock::time_point::max(), SlotState::idle);
     } catch (const Error& err) {
       if (options.fail_fast) throw;  // e's deleter retires the engine
       std::lock_guard lk(e->mutex_);
       e->schedule_retry_locked();
       break;
     }
-    // connect_reserved leaves it in_use, as for an acquirer: make it idle.
-    slot->idle_since_ns.store(ns(e->now()), std::memory_order_relaxed);
-    e->move(*slot, SlotState::in_use, SlotState::idle);
   }
   e->log(LogLevel::info, "pool '" + e->name_ + "' created: " + e->counters_text());
   e->schedule_maintenance();
@@ -282,14 +276,17 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
       const std::string& password = o.user.empty() ? dsn_.password : o.password;
       if (slot.user != user || slot.password != password) {
         slot.idle_since_ns.store(ns(t), std::memory_order_relaxed);
-        move(slot, SlotState::in_use, SlotState::idle);
-        hand_off_or_wake(slot);
+        if (move(slot, SlotState::in_use, SlotState::idle)) {
+          hand_off_or_wake(slot);
+        } else if (move(slot, SlotState::revoked, SlotState::closing)) {
+          close_slot(slot, CloseReason::pool_closed);  // close(true) ran meanwhile
+        }
         return false;
       }
     }
     const std::int64_t expires = slot.expires_at_ns.load(std::memory_order_relaxed);
     if (expires != 0 && ns(t) >= expires) {
-      move(slot, SlotState::in_use, SlotState::closing);
+      take_for_close(slot);
       close_slot(slot, CloseReason::lifetime);
       return false;
     }
@@ -299,7 +296,7 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
         c.ping(options_.ping_timeout);
       } catch (...) {
         ping_failures_.fetch_add(1, std::memory_order_relaxed);
-        move(slot, SlotState::in_use, SlotState::closing);
+        take_for_close(slot);
         close_slot(slot, CloseReason::validation_failed);
         return false;
       }
@@ -312,7 +309,7 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
     try {
       c.reset();
     } catch (...) {
-      move(slot, SlotState::in_use, SlotState::closing);
+      take_for_close(slot);
       close_slot(slot, CloseReason::reset_failed);
       return false;
     }
@@ -333,7 +330,7 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
     try {
       options_.session_callback(c, o.tag);
     } catch (...) {
-      move(slot, SlotState::in_use, SlotState::closing);
+      take_for_close(slot);
       close_slot(slot, CloseReason::session_callback);
       throw;
     }
@@ -349,9 +346,6 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
   // Every store here must drain before the release's compare-and-swap: store only what is used.
   // The clock ticks once a millisecond, so most cycles find the same value already there.
   if (!slot.dirty) slot.dirty = true;
-  // Set now rather than in release(), where a store just before the compare-and-swap would cost
-  // the release its wait for the store to drain. A retiring pool waits only on idle slots.
-  slot.releasing.store(true, std::memory_order_relaxed);
   if (slot.acquired_at_ns.load(std::memory_order_relaxed) != ns(t))
     slot.acquired_at_ns.store(ns(t), std::memory_order_relaxed);
   if (leak_threshold_ns_ > 0) {
@@ -362,13 +356,35 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
 }
 
 Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
+  Request r;
+  try {
+    if (Lease lease = try_idle(options, where, r); lease) return lease;
+    if (r.options == nullptr) r = make_request(options, where);
+  } catch (...) {
+    // Failures of the checks on the way (a session callback that threw, an invalid request);
+    // acquire_slow counts its own.
+    acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+  const GetMode mode = options.get_mode.value_or(get_mode_.load(std::memory_order_relaxed));
+  const auto timeout = options.wait_timeout.value_or(
+      std::chrono::milliseconds(wait_timeout_ms_.load(std::memory_order_relaxed)));
+  if (timeout.count() < 0) {
+    acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+    throw Error(ErrorCode::invalid_argument, "acquire: wait_timeout must not be negative");
+  }
+  return acquire_slow(r, mode, timeout);
+}
+
+Lease Engine::try_idle(const AcquireOptions& options, std::source_location where, Request& r) {
+  if (closed_.load(std::memory_order_relaxed)) return Lease();
   // The common case, without building a Request: no user, class or tag, purity self, no
   // session callback; the slot this thread used last is idle, carries none either, and needs
   // no ping and has not expired. One compare-and-swap, no lock, no allocation, one clock read.
   const bool plain = plain_ && options.tag.empty() && options.cclass.empty() &&
                      options.user.empty() && options.password.empty() &&
                      options.purity == Purity::self;
-  if (plain && !closed_.load(std::memory_order_relaxed)) {
+  if (plain) {
     Slot* s = cached_slot(id_);
     SlotState expected = SlotState::idle;
     if (s != nullptr && s->state.load() == SlotState::idle &&
@@ -379,30 +395,23 @@ Lease Engine::acquire(const AcquireOptions& options, std::source_location where)
         s->count_hit();
         return hand_out(*s, where, t);
       }
-      const Request r = make_request(options, where);
+      r = make_request(options, where);
       if (prepare(*s, r, t, false)) {
         s->count_hit();
         return hand_out(*s, where, t);
       }
     }
   }
-  const Request r = make_request(options, where);
-  if (!closed_.load(std::memory_order_relaxed)) {
-    const Fit worst = r.tag_hash == 0 || options.match_any_tag ? Fit::other_tag : Fit::untagged;
-    const time_point t = now();
-    for (Slot* s = try_take_idle(r, worst); s != nullptr; s = try_take_idle(r, worst)) {
-      if ((r.plain && fresh_enough(*s, t)) || prepare(*s, r, t, false)) {
-        s->count_hit();
-        return hand_out(*s, where, t);
-      }
+  if (r.options == nullptr) r = make_request(options, where);
+  const Fit worst = r.tag_hash == 0 || options.match_any_tag ? Fit::other_tag : Fit::untagged;
+  const time_point t = now();
+  for (Slot* s = try_take_idle(r, worst); s != nullptr; s = try_take_idle(r, worst)) {
+    if ((r.plain && fresh_enough(*s, t)) || prepare(*s, r, t, false)) {
+      s->count_hit();
+      return hand_out(*s, where, t);
     }
   }
-  const GetMode mode = options.get_mode.value_or(get_mode_.load(std::memory_order_relaxed));
-  const auto timeout = options.wait_timeout.value_or(
-      std::chrono::milliseconds(wait_timeout_ms_.load(std::memory_order_relaxed)));
-  if (timeout.count() < 0)
-    throw Error(ErrorCode::invalid_argument, "acquire: wait_timeout must not be negative");
-  return acquire_slow(r, mode, timeout);
+  return Lease();
 }
 
 bool Engine::has_room() const noexcept {
@@ -420,8 +429,7 @@ Slot* Engine::reserve_slot(bool extra) {
   const std::uint32_t n = slots_.size();
   for (std::uint32_t i = 0; i < n && slot == nullptr; ++i) {
     Slot& s = slots_.at(i);
-    if (s.state.load() == SlotState::empty && !s.releasing.load(std::memory_order_acquire) &&
-        move(s, SlotState::empty, SlotState::connecting))
+    if (s.state.load() == SlotState::empty && move(s, SlotState::empty, SlotState::connecting))
       slot = &s;
   }
   if (slot == nullptr) {
@@ -453,8 +461,21 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
   };
 
   std::unique_lock lk(mutex_);
+  // Whatever leaves this function, the waiter on this stack frame leaves the queue.
+  struct Leave {
+    Engine* e;
+    Waiter& w;
+    std::unique_lock<std::mutex>& lk;
+    ~Leave() {
+      if (!w.queued) return;
+      if (!lk.owns_lock()) lk.lock();
+      e->dequeue(w);
+    }
+  } leave{this, w, lk};
+  bool look = true;
   // Checks a slot this thread got (taken, handed or opened) outside the lock, keeping this
   // waiter's place in line meanwhile. Returns true when it is ready (the waiter is dequeued).
+  // While it was busy, wake-ups passed it by: it looks again.
   auto check = [&](Slot& s, bool fresh) -> bool {
     w.preparing = true;
     lk.unlock();
@@ -471,10 +492,10 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
     lk.lock();
     w.preparing = false;
     if (ok) dequeue(w);
+    look = true;
     return ok;
   };
 
-  bool look = true;
   for (;;) {
     if (Slot* s = w.handed) {
       w.handed = nullptr;
@@ -504,6 +525,12 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
       }
     }
     const bool forced = mode == GetMode::force_get && !has_room();
+    if (w.queued && RealClock::now() >= deadline) {
+      dequeue(w);
+      timeouts_.fetch_add(1, std::memory_order_relaxed);
+      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(RealClock::now() - start),
+                    false);
+    }
     if (may_connect(now()) || forced) {
       Slot* s = reserve_slot(forced);
       if (s != nullptr) s->for_acquirer = true;
@@ -519,7 +546,7 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
       w.preparing = true;
       lk.unlock();
       try {
-        connect_reserved(*s, r, deadline);
+        connect_reserved(*s, r, deadline, SlotState::in_use);
       } catch (const Error& e) {
         lk.lock();
         w.preparing = false;
@@ -531,6 +558,7 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
           acquire_errors_.fetch_add(1, std::memory_order_relaxed);
           throw;
         }
+        look = true;  // a release may have passed this waiter by while it was connecting
         continue;
       }
       lk.lock();
@@ -543,7 +571,7 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
     if (!options_.homogeneous && !has_room()) {
       if (Slot* victim = evict_other_user_locked(r.user_hash)) {
         lk.unlock();
-        close_slot(*victim, CloseReason::shrink);
+        close_slot(*victim, CloseReason::shrink, /*refill=*/false);  // the room is this waiter's
         lk.lock();
         continue;
       }
@@ -601,7 +629,8 @@ Dsn Engine::dsn_for(const Request& r) const {
   return d;
 }
 
-void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline) {
+void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
+                              SlotState target) {
   auto timeout = options_.connect_timeout;
   if (deadline != RealClock::time_point::max()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - RealClock::now());
@@ -610,22 +639,34 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
   }
   std::unique_ptr<Connection> conn;
   const bool custom_user = r.user_hash != 0 && !r.options->user.empty();
+  std::string failure;
+  std::exception_ptr error;
   try {
     conn = custom_user ? driver_->connect(dsn_for(r), timeout) : driver_->connect(dsn_, timeout);
     if (!conn) throw Error(ErrorCode::internal, "driver returned no connection");
+  } catch (const Error& e) {
+    failure = e.what();
+    error = std::current_exception();
   } catch (const std::exception& e) {
-    const auto* err = dynamic_cast<const Error*>(&e);
+    failure = e.what();
+    error = std::make_exception_ptr(
+        Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what()));
+  } catch (...) {
+    // A driver must throw reservoir::Error; whatever else it throws still frees the slot.
+    failure = "the driver threw something that is not a std::exception";
+    error = std::make_exception_ptr(Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + failure));
+  }
+  if (error) {
     {
       std::lock_guard lk(mutex_);
       move(slot, SlotState::connecting, SlotState::empty);
       create_failures_.fetch_add(1, std::memory_order_relaxed);
-      record_connect_failure_locked(e.what());
+      record_connect_failure_locked(failure);
       queue_.wake_one(0, true);  // the attempt's room is free again
       if (pending_opens_ > 0) schedule_retry_locked();
     }
-    if (!closed_.load()) log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + e.what());
-    if (err != nullptr) throw;
-    throw Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what());
+    if (!closed_.load()) log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + failure);
+    std::rethrow_exception(error);
   }
   const time_point t = now();
   slot.conn = std::move(conn);
@@ -652,10 +693,16 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
       throw Error(ErrorCode::pool_closed, "pool '" + name_ + "' was closed while connecting");
     }
     backoff_.succeeded();
-    move(slot, SlotState::connecting, SlotState::in_use);
+    // Under the lock that checked closed_: close(true) cannot slip in between.
+    move(slot, SlotState::connecting, target);
+    if (target == SlotState::idle) {
+      hand_off_or_wake_locked(slot);
+    } else if (!queue_.empty()) {
+      queue_.wake_one(0, true);  // a max_connecting place is free: a waiter may connect now
+    }
     start_pending_locked();
   }
-  remember_slot(id_, &slot);
+  if (target == SlotState::in_use) remember_slot(id_, &slot);
 }
 
 // ---- background opening -------------------------------------------------------------------
@@ -706,19 +753,16 @@ void Engine::finish_background_open(Slot* slot) noexcept {
   defaults.options = &none;
   defaults.user_hash = default_user_hash_;
   try {
-    connect_reserved(*slot, defaults, RealClock::time_point::max());
+    connect_reserved(*slot, defaults, RealClock::time_point::max(), SlotState::idle);
   } catch (...) {
-    // connect_reserved freed the slot, recorded and logged the failure; try again after the
-    // backoff (the attempt stays asked for).
+    // connect_reserved freed the slot (or closed it, the pool being closed), recorded and
+    // logged the failure; try again after the backoff (the attempt stays asked for).
     std::lock_guard lk(mutex_);
-    ++pending_opens_;
-    schedule_retry_locked();
-    return;
+    if (!closed_.load()) {
+      ++pending_opens_;
+      schedule_retry_locked();
+    }
   }
-  std::lock_guard lk(mutex_);
-  move(*slot, SlotState::in_use, SlotState::idle);
-  hand_off_or_wake_locked(*slot);
-  start_pending_locked();
 }
 
 void Engine::ensure_min_locked() noexcept {
@@ -796,7 +840,11 @@ void Engine::record_connect_failure_locked(const std::string& message) noexcept 
 }
 
 void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noexcept {
-  // slot->releasing was set when the lease began (hand_out), away from this compare-and-swap.
+  // Marks this thread as inside a release of this engine until the last access below: once the
+  // slot is idle it may change hands, and a new holder may let the pool be destroyed (retire()
+  // waits for the mark to go).
+  HazardRecord& hazard = my_hazard();
+  hazard.engine.store(this, std::memory_order_relaxed);
   const time_point t = now();
   bool checked = false, discard = false;
   CloseReason why = CloseReason::dropped;
@@ -808,13 +856,13 @@ void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noe
         // The pool is gone; only this lease still touches the engine's memory.
         slot->conn.reset();
         slot->state.store(SlotState::empty, std::memory_order_release);
-        slot->releasing.store(false, std::memory_order_release);
+        hazard.engine.store(nullptr, std::memory_order_release);
         drop_retire_ref();
         return;
       case SlotState::revoked:
         if (!move(*slot, SlotState::revoked, SlotState::closing)) continue;
         close_slot(*slot, CloseReason::pool_closed);
-        slot->releasing.store(false, std::memory_order_release);
+        hazard.engine.store(nullptr, std::memory_order_release);
         return;
       case SlotState::in_use:
         if (!checked) {
@@ -841,11 +889,11 @@ void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noe
           remember_slot(id_, slot);
           if (waiters_.load() != 0) hand_off_or_wake(*slot);
         }
-        slot->releasing.store(false, std::memory_order_release);
+        hazard.engine.store(nullptr, std::memory_order_release);
         return;
       default:
         assert(false && "a lease held a slot in a state no lease holds");
-        slot->releasing.store(false, std::memory_order_release);
+        hazard.engine.store(nullptr, std::memory_order_release);
         return;
     }
   }
@@ -878,7 +926,7 @@ void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
   }
 }
 
-void Engine::close_slot(Slot& slot, CloseReason why) noexcept {
+void Engine::close_slot(Slot& slot, CloseReason why, bool refill) noexcept {
   slot.conn.reset();
   slot.extra = false;
   slot.tag.clear();
@@ -895,7 +943,7 @@ void Engine::close_slot(Slot& slot, CloseReason why) noexcept {
   if (why != CloseReason::pool_closed) {
     log(LogLevel::debug,
         "pool '" + name_ + "': closed a connection (" + to_string(why) + ")");
-    on_capacity_freed();
+    on_capacity_freed(refill);
   }
 }
 
@@ -903,11 +951,11 @@ void Engine::close_all(const std::vector<PendingClose>& closes) noexcept {
   for (const PendingClose& c : closes) close_slot(*c.slot, c.reason);
 }
 
-void Engine::on_capacity_freed() noexcept {
+void Engine::on_capacity_freed(bool refill) noexcept {
   std::lock_guard lk(mutex_);
   if (closed_.load()) return;
   queue_.wake_one(0, true);
-  ensure_min_locked();
+  if (refill) ensure_min_locked();
 }
 
 Slot* Engine::evict_other_user_locked(std::uint64_t user_hash) noexcept {
@@ -945,7 +993,11 @@ void Engine::dequeue(Waiter& w) noexcept {
 // ---- maintenance ---------------------------------------------------------------------------
 
 void Engine::schedule_maintenance() noexcept {
-  if (closed_.load()) return;
+  {
+    // Under the lock: close(false) sets closed_ for a moment even when it then fails.
+    std::lock_guard lk(mutex_);
+    if (closed_.load()) return;
+  }
   std::weak_ptr<Engine> weak = weak_from_this();
   Background::instance().post_at(RealClock::now() + options_.maintenance_interval, [weak] {
     if (auto e = weak.lock()) {
@@ -1067,7 +1119,6 @@ void Engine::retire() noexcept {
       const SlotState st = s.state.load();
       if (st == SlotState::idle) {
         if (!move(s, SlotState::idle, SlotState::closing)) continue;
-        wait_not_releasing(s);
         s.conn.reset();
         move(s, SlotState::closing, SlotState::empty);
       } else if (st == SlotState::in_use || st == SlotState::revoked) {
@@ -1082,12 +1133,12 @@ void Engine::retire() noexcept {
       } else if (st == SlotState::closing) {
         std::this_thread::yield();  // a lease is closing it; it will be empty shortly
         continue;
-      } else {
-        wait_not_releasing(s);
       }
       break;
     }
   }
+  // Releases that made their slot idle may still be reading this engine (see release()).
+  wait_until_no_hazard(this);
   drop_retire_ref();
 }
 

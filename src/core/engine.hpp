@@ -70,7 +70,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   };
   // What an acquire asks for, resolved once.
   struct Request {
-    const AcquireOptions* options;
+    const AcquireOptions* options = nullptr;
     std::uint64_t user_hash = 0;   // 0 in homogeneous pools
     std::uint64_t class_hash = 0;  // 0: the default class
     std::uint64_t tag_hash = 0;    // 0: no tag
@@ -118,13 +118,23 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool fresh_enough(const Slot& slot, time_point now) const noexcept;
   Lease hand_out(Slot& slot, std::source_location where, time_point now) noexcept;
   Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
+  // The lock-free part of acquire(): an idle connection that fits, or an empty Lease. Builds the
+  // Request into r when it needs one (r.options stays null otherwise).
+  Lease try_idle(const AcquireOptions& options, std::source_location where, Request& r);
+  // Moves a slot this thread took (in_use, or revoked by close(true) meanwhile) to closing.
+  bool take_for_close(Slot& slot) noexcept {
+    return move(slot, SlotState::in_use, SlotState::closing) ||
+           move(slot, SlotState::revoked, SlotState::closing);
+  }
 
   bool has_room() const noexcept;                 // REQUIRES(mutex_)
   bool may_connect(time_point now) const noexcept;  // REQUIRES(mutex_)
   Slot* reserve_slot(bool extra);                 // REQUIRES(mutex_); empty -> connecting
   // Opens the connection for a slot this thread reserved. On success the slot is in_use.
   // Throws the driver's error (after freeing the slot and recording the failure).
-  void connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline);
+  // target: in_use (this thread gets it) or idle (for the pool: handed to a waiter or kept).
+  void connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
+                        SlotState target);
   void open_in_background(std::uint32_t count);  // REQUIRES(mutex_)
   void start_pending_locked() noexcept;          // REQUIRES(mutex_)
   void finish_background_open(Slot* slot) noexcept;
@@ -135,9 +145,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // resets the session first. Called by the slot's owner.
   bool must_discard(Slot& slot, time_point now, CloseReason& why) noexcept;
   // Closes the connection of a slot this thread moved to closing, then empties it.
-  void close_slot(Slot& slot, CloseReason why) noexcept;
+  // refill = false: do not open replacements up to min (an eviction whose room is for the
+  // evicting acquirer).
+  void close_slot(Slot& slot, CloseReason why, bool refill = true) noexcept;
   void close_all(const std::vector<PendingClose>& closes) noexcept;
-  void on_capacity_freed() noexcept;                  // takes mutex_
+  void on_capacity_freed(bool refill) noexcept;       // takes mutex_
   void hand_off_or_wake(Slot& slot) noexcept;         // takes mutex_
   void hand_off_or_wake_locked(Slot& slot) noexcept;  // REQUIRES(mutex_)
   void enqueue(Waiter& w) noexcept;                   // REQUIRES(mutex_)

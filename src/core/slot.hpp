@@ -39,10 +39,6 @@ constexpr bool is_leased(SlotState s) noexcept {
 // for slots it does not own.
 struct alignas(64) Slot {
   std::atomic<SlotState> state{SlotState::empty};
-  // True from the start of a lease until its release has finished touching the pool; a retiring
-  // pool waits for it on slots it finds idle before freeing memory a release still touches.
-  // Written only by the slot's owner.
-  std::atomic<bool> releasing{false};
 
   // Hints that scanners read without owning the slot, written by its owner; the acquirer checks
   // the real values once it owns the slot.
