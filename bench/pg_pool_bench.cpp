@@ -636,9 +636,13 @@ void print_round(const Result& res, std::size_t index) {
     std::fprintf(stderr, "not run: %s\n", r.note.c_str());
     return;
   }
-  std::fprintf(stderr, "%9.0f queries/s, %llu errors, other load %.2f cores%s%s\n", r.qps(),
-               static_cast<unsigned long long>(r.errors), r.other_cores(),
-               r.note.empty() ? "" : ": ", r.note.c_str());
+  const double q = std::max<double>(1.0, static_cast<double>(r.queries));
+  std::fprintf(stderr,
+               "%9.0f queries/s, %llu errors, CPU us/query client %.1f server %.1f, other load "
+               "%.2f cores%s%s\n",
+               r.qps(), static_cast<unsigned long long>(r.errors), r.cpu.client_s / q * 1e6,
+               r.cpu.server_s / q * 1e6, r.other_cores(), r.note.empty() ? "" : ": ",
+               r.note.c_str());
 }
 
 void print_result(const Result& res) {
@@ -648,7 +652,9 @@ void print_result(const Result& res) {
     return;
   }
   LatencyHistogram latency;
-  CpuSample cpu{0, 0, 0};
+  double client_s = 0;
+  double server_s = 0;  // over the rounds where the server's CPU time is known
+  std::uint64_t server_queries = 0;
   double seconds = 0;
   std::uint64_t queries = 0, exhausted = 0, acquires = 0, waits = 0;
   std::string note;
@@ -660,9 +666,11 @@ void print_result(const Result& res) {
     seconds += r->seconds;
     queries += r->queries;
     exhausted += r->exhausted;
-    cpu.client_s += r->cpu.client_s;
-    cpu.server_s = cpu.server_s >= 0 && r->cpu.server_s >= 0 ? cpu.server_s + r->cpu.server_s : -1;
-    cpu.machine_s += r->cpu.machine_s;
+    client_s += r->cpu.client_s;
+    if (r->cpu.server_s >= 0) {
+      server_s += r->cpu.server_s;
+      server_queries += r->queries;
+    }
   }
   for (const Round& r : res.rounds) {
     if (note.empty()) note = r.note;  // the first error of any round
@@ -673,9 +681,10 @@ void print_result(const Result& res) {
   // CPU per query in microseconds: this process and the server; "other": the rest of the
   // machine's busy time, in cores.
   const double q = std::max<double>(1.0, static_cast<double>(queries));
-  const bool server_known = cpu.server_s >= 0;
-  const double other =
-      std::max(0.0, (cpu.machine_s - cpu.client_s - (server_known ? cpu.server_s : 0)) / seconds);
+  const bool server_known = server_queries > 0;
+  double other = 0;
+  for (const Round* r : used) other += r->other_cores() * r->seconds;
+  other /= seconds;
   if (note.size() > 80) note = note.substr(0, 80) + "...";
   if (acquires > 0) {
     note = fixed(100.0 * static_cast<double>(waits) / static_cast<double>(acquires), 1) +
@@ -689,8 +698,9 @@ void print_result(const Result& res) {
       fixed(res.median(), 0).c_str(), fixed(rates.front(), 0).c_str(), rounds.c_str(),
       static_cast<unsigned long long>(res.errors()), static_cast<unsigned long long>(exhausted),
       us(latency.percentile_ns(0.5)).c_str(), us(latency.percentile_ns(0.99)).c_str(),
-      us(latency.max_ns()).c_str(), fixed(cpu.client_s / q * 1e6, 1).c_str(),
-      server_known ? fixed(cpu.server_s / q * 1e6, 1).c_str() : "-", fixed(other, 2).c_str(),
+      us(latency.max_ns()).c_str(), fixed(client_s / q * 1e6, 1).c_str(),
+      server_known ? fixed(server_s / static_cast<double>(server_queries) * 1e6, 1).c_str() : "-",
+      fixed(other, 2).c_str(),
       note.c_str());
 }
 

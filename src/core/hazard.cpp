@@ -26,23 +26,29 @@ HazardRecord* claim() {
   return r;
 }
 
+// Hands the record back when the thread ends.
 struct Holder {
-  HazardRecord* record = claim();
+  HazardRecord* record = nullptr;
   ~Holder() {
+    if (record == nullptr) return;
     record->engine.store(nullptr, std::memory_order_release);
     record->taken.store(false, std::memory_order_release);
   }
 };
+thread_local Holder t_holder;
 
 }  // namespace
 
-HazardRecord& my_hazard() noexcept {
-  thread_local Holder holder;
-  return *holder.record;
+thread_local HazardRecord* t_hazard = nullptr;
+
+HazardRecord& claim_hazard() noexcept {
+  t_holder.record = claim();
+  t_hazard = t_holder.record;
+  return *t_hazard;
 }
 
 void wait_until_no_hazard(const void* engine) noexcept {
-  const HazardRecord* mine = &my_hazard();
+  const HazardRecord* mine = t_hazard;
   for (HazardRecord* r = g_records.load(std::memory_order_acquire); r != nullptr; r = r->next) {
     if (r == mine) continue;  // the caller's own release (a log hook dropping its pool)
     while (r->engine.load(std::memory_order_acquire) == engine) std::this_thread::yield();

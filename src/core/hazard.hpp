@@ -14,8 +14,14 @@ struct HazardRecord {
   HazardRecord* next = nullptr;  // records are never freed: a list that only grows
 };
 
-// This thread's record (claimed on first use, handed back when the thread ends).
-HazardRecord& my_hazard() noexcept;
+// This thread's record (claimed on first use, handed back when the thread ends). Inline, and
+// the pointer is constant-initialised, so the common case is one thread-local load.
+extern thread_local HazardRecord* t_hazard;
+HazardRecord& claim_hazard() noexcept;
+inline HazardRecord& my_hazard() noexcept {
+  HazardRecord* h = t_hazard;
+  return h != nullptr ? *h : claim_hazard();
+}
 
 // Returns once no thread other than the caller marks `engine`.
 void wait_until_no_hazard(const void* engine) noexcept;
