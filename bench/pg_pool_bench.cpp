@@ -180,18 +180,33 @@ bool read_proc_stat(const std::string& pid, std::vector<std::string>& fields) {
 }
 
 // The server's CPU: the postmaster's own and its reaped children's (cutime, cstime: so a
-// connection that ended inside the window still counts), plus every live child's.
+// connection that ended inside the window still counts), plus every live child's. Taken again
+// while a child has exited but is not reaped yet (state Z: it shows no CPU time of its own any
+// more, nor is it in cutime yet) or was reaped during the scan (counted in neither place).
 double server_cpu_seconds(int postmaster) {
-  std::vector<std::string> f;
   const std::string pm = std::to_string(postmaster);
-  if (!read_proc_stat(pm, f)) return -1;
-  std::uint64_t ticks =
-      std::stoull(f[11]) + std::stoull(f[12]) + std::stoull(f[13]) + std::stoull(f[14]);
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
-    if (read_proc_stat(name, f) && f[1] == pm) ticks += std::stoull(f[11]) + std::stoull(f[12]);
+  std::vector<std::string> f;
+  auto own_and_reaped = [&]() -> std::int64_t {
+    if (!read_proc_stat(pm, f)) return -1;
+    return static_cast<std::int64_t>(std::stoull(f[11]) + std::stoull(f[12]) + std::stoull(f[13]) +
+                                     std::stoull(f[14]));
+  };
+  std::uint64_t ticks = 0;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::int64_t before = own_and_reaped();
+    if (before < 0) return -1;
+    ticks = static_cast<std::uint64_t>(before);
+    bool zombie = false;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+      if (!read_proc_stat(name, f) || f[1] != pm) continue;
+      if (f[0] == "Z") zombie = true;
+      ticks += std::stoull(f[11]) + std::stoull(f[12]);
+    }
+    if (!zombie && own_and_reaped() == before) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return ticks_to_seconds(ticks);
 }
@@ -700,8 +715,7 @@ void print_result(const Result& res) {
       us(latency.percentile_ns(0.5)).c_str(), us(latency.percentile_ns(0.99)).c_str(),
       us(latency.max_ns()).c_str(), fixed(client_s / q * 1e6, 1).c_str(),
       server_known ? fixed(server_s / static_cast<double>(server_queries) * 1e6, 1).c_str() : "-",
-      fixed(other, 2).c_str(),
-      note.c_str());
+      fixed(other, 2).c_str(), note.c_str());
 }
 
 struct Target {
@@ -892,7 +906,7 @@ Options parse_options(int argc, char** argv) {
 }
 
 template <class Subject>
-void run_rounds(const Options& o, Result& res, int n, std::size_t round) {
+void add_round(const Options& o, Result& res, int n, std::size_t round) {
   res.rounds.push_back(run_round<Subject>(o, n, round));
   print_round(res, res.rounds.size() - 1);
 }
@@ -951,23 +965,23 @@ int main(int argc, char** argv) {
         if (order[k] == 4 && round >= kConnectRounds) continue;
         switch (order[k]) {
           case 0:
-            run_rounds<ReservoirSubject>(o, res, n, r);
+            add_round<ReservoirSubject>(o, res, n, r);
             break;
           case 1:
-            run_rounds<PersistentSubject>(o, res, n, r);
+            add_round<PersistentSubject>(o, res, n, r);
             break;
 #ifdef RESERVOIR_BENCH_HAVE_SOCI
           case 2:
-            run_rounds<SociSubject>(o, res, n, r);
+            add_round<SociSubject>(o, res, n, r);
             break;
 #endif
 #ifdef RESERVOIR_BENCH_HAVE_POCO
           case 3:
-            run_rounds<PocoSubject>(o, res, n, r);
+            add_round<PocoSubject>(o, res, n, r);
             break;
 #endif
           case 4:
-            run_rounds<ConnectSubject>(o, res, n, r);
+            add_round<ConnectSubject>(o, res, n, r);
             break;
           default:
             break;

@@ -281,9 +281,11 @@ void* OdbcConnection::acquire_statement(std::string_view sql, bool* cached) {
   *cached = false;
   if (const auto it = cache_index_.find(sql); it != cache_index_.end()) {
     // Checked out of the cache while it runs; a failed run frees it instead of putting it back.
-    void* stmt = it->second->stmt;
+    // Copy the node iterator before erasing the index entry: `it` is dead after erase().
+    const auto node = it->second;
+    void* stmt = node->stmt;
     cache_index_.erase(it);
-    cache_.erase(it->second);
+    cache_.erase(node);
     *cached = true;
     return stmt;
   }

@@ -49,6 +49,58 @@ std::string unbrace(std::string_view v) {
   return out;
 }
 
+// The keys of a connection string as parse_odbc_connection_string() splits it.
+template <class F>
+void for_each_attribute(std::string_view cs, F&& f) {
+  std::size_t i = 0;
+  while (i < cs.size()) {
+    const std::size_t start = i;
+    while (i < cs.size() && cs[i] != '=' && cs[i] != ';') ++i;
+    if (i < cs.size() && cs[i] == '=') {
+      ++i;
+      std::size_t j = i;
+      while (j < cs.size() && std::isspace(static_cast<unsigned char>(cs[j]))) ++j;
+      if (j < cs.size() && cs[j] == '{') {
+        std::size_t k = j + 1;
+        while (k < cs.size() && !(cs[k] == '}' && (k + 1 >= cs.size() || cs[k + 1] != '}'))) {
+          k += cs[k] == '}' ? 2 : 1;
+        }
+        i = std::min(k + 1, cs.size());
+      }
+      while (i < cs.size() && cs[i] != ';') ++i;
+    }
+    const std::string_view attr = cs.substr(start, i - start);
+    if (i < cs.size()) ++i;
+    const std::size_t eq = attr.find('=');
+    f(trim(attr.substr(0, eq)), eq == std::string_view::npos ? std::string_view{} : attr.substr(eq + 1));
+  }
+}
+
+bool has_key(std::string_view cs, std::string_view key) {
+  bool found = false;
+  for_each_attribute(cs, [&](std::string_view k, std::string_view) { found = found || iequals(k, key); });
+  return found;
+}
+
+bool icontains(std::string_view text, std::string_view what) {
+  return std::search(text.begin(), text.end(), what.begin(), what.end(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         }) != text.end();
+}
+
+}  // namespace
+
+bool is_mariadb_driver(std::string_view cs) {
+  bool found = false;
+  for_each_attribute(cs, [&](std::string_view k, std::string_view v) {
+    if (iequals(k, "DRIVER") && (icontains(v, "maodbc") || icontains(v, "MariaDB"))) found = true;
+  });
+  return found;
+}
+
+namespace {
+
 // The process's one environment handle. Created on first use and deliberately never freed:
 // connections may be closed by static destructors after any "environment" destructor ran.
 SQLHENV environment() {
@@ -95,25 +147,33 @@ OdbcConnectionString parse_odbc_connection_string(std::string_view cs) {
   out.stmt_cache_size = OdbcConnection::kDefaultStatementCacheSize;
   std::size_t i = 0;
   while (i < cs.size()) {
-    // One attribute: up to the next ';' that is not inside braces.
+    // One attribute: KEY=VALUE up to the next ';'. As in unixODBC (and Dsn::redacted()), a brace
+    // opens only at the start of a value (after optional spaces); then the value runs to the
+    // matching '}' ("}}" is a literal '}') and may hold ';'. A '{' anywhere else is literal.
     const std::size_t start = i;
-    bool braced = false;
-    while (i < cs.size()) {
-      const char c = cs[i];
-      if (braced) {
-        if (c == '}') {
-          if (i + 1 < cs.size() && cs[i + 1] == '}') {
-            ++i;  // }} is a literal }
-          } else {
-            braced = false;
-          }
-        }
-      } else if (c == '{') {
-        braced = true;
-      } else if (c == ';') {
-        break;
-      }
+    while (i < cs.size() && cs[i] != '=' && cs[i] != ';') ++i;
+    if (i < cs.size() && cs[i] == '=') {
       ++i;
+      std::size_t j = i;
+      while (j < cs.size() && std::isspace(static_cast<unsigned char>(cs[j]))) ++j;
+      if (j < cs.size() && cs[j] == '{') {
+        std::size_t k = j + 1;
+        for (; k < cs.size(); ++k) {
+          if (cs[k] != '}') continue;
+          if (k + 1 < cs.size() && cs[k + 1] == '}') {
+            ++k;  // }} is a literal }
+            continue;
+          }
+          break;
+        }
+        if (k >= cs.size()) {
+          // Never quote the string: the rest of it, a password included, would be the "value".
+          throw Error(ErrorCode::invalid_argument,
+                      "odbc: unbalanced '{' in the connection string");
+        }
+        i = k + 1;
+      }
+      while (i < cs.size() && cs[i] != ';') ++i;
     }
     const std::string_view attr = cs.substr(start, i - start);
     if (i < cs.size()) ++i;  // the ';'
@@ -158,22 +218,36 @@ std::unique_ptr<Connection> OdbcDriver::connect(const Dsn& dsn, std::chrono::mil
                 "odbc: cannot allocate a connection handle for " + where + ": " + d.message,
                 {.sqlstate = d.sqlstate, .native_code = d.native_code});
   }
+  std::string connection_string = cs.connection_string;
   if (timeout.count() > 0) {
     // ODBC counts in whole seconds; round up so that a short timeout is not "no timeout" (0).
     const auto seconds = static_cast<SQLULEN>((timeout.count() + 999) / 1000);
-    // Drivers that do not support these only warn or fail the attribute, not the connect.
-    SQLSetConnectAttr(owner.dbc, SQL_ATTR_LOGIN_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
-    SQLSetConnectAttr(owner.dbc, SQL_ATTR_CONNECTION_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds),
-                      0);
+    // A driver that does not support an attribute fails it (HYC00, HY092) or answers
+    // SQL_SUCCESS_WITH_INFO 01S02 ("option value changed") and keeps its own value; neither fails
+    // the connect, so the return codes only decide whether the timeout is known to be in force.
+    const SQLRETURN login_rc = SQLSetConnectAttr(owner.dbc, SQL_ATTR_LOGIN_TIMEOUT,
+                                                 reinterpret_cast<SQLPOINTER>(seconds), 0);
+    const SQLRETURN conn_rc = SQLSetConnectAttr(owner.dbc, SQL_ATTR_CONNECTION_TIMEOUT,
+                                                reinterpret_cast<SQLPOINTER>(seconds), 0);
+    (void)conn_rc;  // best effort: few drivers implement it
+    // MariaDB Connector/ODBC accepts SQL_ATTR_LOGIN_TIMEOUT but does not use it; its own
+    // CONN_TIMEOUT key does bound the connect. Added unless the string sets it already.
+    // Other drivers answering anything but SQL_SUCCESS (an error, or 01S02) keep their own login
+    // timeout; there is no portable way to do better (see docs/odbc.md).
+    if (is_mariadb_driver(connection_string) && !has_key(connection_string, "CONN_TIMEOUT")) {
+      connection_string += ";CONN_TIMEOUT=" + std::to_string(std::max<SQLULEN>(seconds, 1));
+    }
+    (void)login_rc;
   }
 
-  std::vector<SQLCHAR> in(cs.connection_string.begin(), cs.connection_string.end());
+  std::vector<SQLCHAR> in(connection_string.begin(), connection_string.end());
   in.push_back(0);
   const SQLRETURN rc =
       SQLDriverConnect(owner.dbc, nullptr, in.data(), static_cast<SQLSMALLINT>(in.size() - 1),
                        nullptr, 0, nullptr, SQL_DRIVER_NOPROMPT);
-  // The copy held the password; do not leave it in freed memory.
+  // The copies held the password; do not leave it in freed memory.
   std::fill(in.begin(), in.end(), SQLCHAR{0});
+  std::fill(connection_string.begin(), connection_string.end(), '\0');
   if (!ok(rc)) {
     auto d = odbc::read_diagnostics(SQL_HANDLE_DBC, owner.dbc);
     odbc::refine_connect_diagnostics(d);

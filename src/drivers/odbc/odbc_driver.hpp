@@ -25,7 +25,8 @@ class OdbcDriver final : public Driver {
   std::string_view scheme() const noexcept override { return "odbc"; }
 
   // Sets SQL_ATTR_LOGIN_TIMEOUT and SQL_ATTR_CONNECTION_TIMEOUT to the timeout rounded up to
-  // whole seconds (a zero timeout leaves the ODBC driver's defaults). Errors: invalid_argument
+  // whole seconds (a zero timeout leaves the ODBC driver's defaults); for MariaDB Connector/ODBC,
+  // which ignores the login timeout, it also adds CONN_TIMEOUT unless the string sets it. Errors: invalid_argument
   // (empty connection string, bad ReservoirStmtCache), auth_failed (SQLSTATE 28000),
   // connect_failed (any other failure, with the SQLSTATE, e.g. 08001, or 3D000 for an unknown
   // database, and the native code). Messages name the DSN redacted, never the password.
@@ -40,8 +41,15 @@ struct OdbcConnectionString {
 };
 
 // Splits cs ("k=v;k={v;v}};...") into what the driver passes on and reservoir's own settings.
-// Throws Error{invalid_argument} for a bad ReservoirStmtCache value.
+// A '{' opens a braced value only at the start of a value (unixODBC's rule); elsewhere it is a
+// literal character. Throws Error{invalid_argument} for a bad ReservoirStmtCache value or a
+// braced value without its closing '}' (the message does not quote the string).
 OdbcConnectionString parse_odbc_connection_string(std::string_view cs);
+
+// Whether cs names MariaDB Connector/ODBC in its DRIVER key (a path or name holding "maodbc" or
+// "MariaDB", case-insensitively). connect() then adds CONN_TIMEOUT=<seconds>, since that driver
+// ignores SQL_ATTR_LOGIN_TIMEOUT.
+bool is_mariadb_driver(std::string_view cs);
 
 // The registered ODBC driver. Never null.
 std::shared_ptr<Driver> odbc_driver();
