@@ -27,6 +27,13 @@ namespace detail {
 // ill-formed for T = int.
 template <class T>
 inline constexpr bool kIsOptional = false;
+// Integral types (bool aside) whose every value fits std::int64_t.
+template <class T>
+inline constexpr bool kFitsInt64 =
+    std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+    (std::is_signed_v<T> ? sizeof(T) <= sizeof(std::int64_t) : sizeof(T) < sizeof(std::int64_t));
+// Throws Error{invalid_argument} for an unsigned value above INT64_MAX.
+[[noreturn]] void throw_unsigned_too_large(unsigned long long v);
 template <class T>
 inline constexpr bool kIsOptional<std::optional<T>> = true;
 }  // namespace detail
@@ -42,8 +49,14 @@ class Value {
   Value(std::nullopt_t) noexcept {}
   Value(bool v) noexcept : v_(v) {}
   template <class T>
-    requires(std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    requires(detail::kFitsInt64<T>)
   Value(T v) noexcept : v_(static_cast<std::int64_t>(v)) {}
+  // 64-bit unsigned: a value above INT64_MAX throws Error{invalid_argument} rather than wrap
+  // (pass such values as text).
+  template <class T>
+    requires(std::is_integral_v<T> && std::is_unsigned_v<T> && !std::is_same_v<T, bool> &&
+             sizeof(T) == sizeof(std::int64_t))
+  Value(T v) : v_(checked_int64(v)) {}
   Value(float v) noexcept : v_(static_cast<double>(v)) {}
   Value(double v) noexcept : v_(v) {}
   Value(const char* v) : v_(std::string(v)) {}
@@ -71,6 +84,12 @@ class Value {
   friend bool operator==(const Value&, const Value&) = default;
 
  private:
+  static std::int64_t checked_int64(unsigned long long v) {
+    if (v > static_cast<unsigned long long>(std::numeric_limits<std::int64_t>::max())) {
+      detail::throw_unsigned_too_large(v);
+    }
+    return static_cast<std::int64_t>(v);
+  }
   [[noreturn]] void mismatch(const char* wanted) const;
   std::int64_t as_int64() const;
   double as_double() const;

@@ -229,7 +229,13 @@ std::string mask_odbc(std::string_view cs) {
         }
         ++k;
       }
-      value_end = k < cs.size() ? k + 1 : cs.size();
+      if (k >= cs.size()) {
+        // Unbalanced: the "value" swallows the rest of the string, secrets included (the ODBC
+        // driver refuses such a string). Mask all of it, whatever the key.
+        out += "***";
+        break;
+      }
+      value_end = k + 1;
     } else {
       value_end = cs.find(';', i);
       if (value_end == std::string_view::npos) value_end = cs.size();

@@ -9,6 +9,14 @@
 
 namespace reservoir {
 
+namespace detail {
+void throw_unsigned_too_large(unsigned long long v) {
+  throw Error(ErrorCode::invalid_argument, "unsigned value " + std::to_string(v) +
+                                               " does not fit a signed 64-bit integer; pass it "
+                                               "as text");
+}
+}  // namespace detail
+
 namespace {
 
 // Shortest text that reads back as the same double ("1.5", "0.1", "1e+300").

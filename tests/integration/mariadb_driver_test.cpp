@@ -127,6 +127,22 @@ TEST_F(MariaDbDriverTest, UnknownOrMalformedParameterIsInvalidArgumentNamingIt) 
   EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
 }
 
+TEST_F(MariaDbDriverTest, RequiredTlsAgainstAServerWithoutTlsFailsInsteadOfPlaintext) {
+  // The fixture's server offers no TLS. Connector/C 3.3 would go on in plaintext with
+  // MYSQL_OPT_SSL_ENFORCE alone; the driver checks what was negotiated.
+  for (const char* mode : {"ssl_mode=required", "ssl_mode=REQUIRED", "ssl_mode=verify_ca",
+                           "ssl_mode=verify_identity"}) {
+    const Error e = error_of([&] { connect(dsn_with(mode)); });
+    EXPECT_EQ(e.code(), ErrorCode::connect_failed) << mode << ": " << e.what();
+    EXPECT_EQ(std::string(e.what()).find(maria().password), std::string::npos) << e.what();
+  }
+  const Error e = error_of([&] { connect(dsn_with("ssl_mode=required")); });
+  EXPECT_NE(std::string(e.what()).find("TLS was required"), std::string::npos) << e.what();
+  // Without a demand for TLS the plaintext server is fine.
+  EXPECT_EQ(connect(dsn_with("ssl_mode=disabled"))->query("SELECT 1")[0][0], Value(1));
+  EXPECT_EQ(connect(dsn_with("ssl_mode=preferred"))->query("SELECT 1")[0][0], Value(1));
+}
+
 // --- Types both ways ---------------------------------------------------------------------
 
 TEST_F(MariaDbDriverTest, NullsBothWays) {
@@ -319,6 +335,63 @@ TEST_F(MariaDbDriverTest, CachedStatementSurvivesSchemaChange) {
   EXPECT_FALSE(conn->broken());
   EXPECT_EQ(conn->query("SELECT * FROM shape")[0].size(), 3u);
   conn->rollback();
+}
+
+TEST_F(MariaDbDriverTest, WritingStatementIsNotRunTwiceAfterSchemaChange) {
+  auto conn = connect();
+  conn->execute("CREATE TEMPORARY TABLE ret(id INT AUTO_INCREMENT PRIMARY KEY, a INT)");
+  const std::string insert = "INSERT INTO ret(a) VALUES (?) RETURNING *";
+  EXPECT_EQ(conn->query(insert, 1)[0].size(), 2u);  // now cached
+  conn->execute("ALTER TABLE ret ADD COLUMN b INT DEFAULT 0");
+  // The server executes the cached statement once; its result shape changed, so the caller is
+  // told instead of the INSERT being sent a second time.
+  const Error e = error_of([&] { conn->query(insert, 2); });
+  EXPECT_EQ(e.code(), ErrorCode::query_failed) << e.what();
+  EXPECT_EQ(e.native_code(), 2057) << e.what();
+  EXPECT_NE(std::string(e.what()).find("executed"), std::string::npos) << e.what();
+  EXPECT_FALSE(conn->broken());
+  EXPECT_EQ(conn->query("SELECT COUNT(*) FROM ret WHERE a = 2")[0][0], Value(1));
+  EXPECT_EQ(conn->query("SELECT COUNT(*) FROM ret")[0][0], Value(2));
+  // The next call prepares afresh.
+  EXPECT_EQ(conn->query(insert, 3)[0].size(), 3u);
+  EXPECT_EQ(conn->query("SELECT COUNT(*) FROM ret")[0][0], Value(3));
+}
+
+// --- Stored procedures -------------------------------------------------------------------
+
+TEST_F(MariaDbDriverTest, CallOfAProcedureWithAResultSetLeavesTheConnectionUsable) {
+  auto conn = connect();
+  const std::string one = unique_name();
+  const std::string two = unique_name();
+  const std::string none = unique_name();
+  conn->execute("CREATE PROCEDURE " + one + "() SELECT 1 AS x");
+  conn->execute("CREATE PROCEDURE " + two + "() BEGIN SELECT 1 AS x; SELECT 2, 3; END");
+  conn->execute("CREATE TEMPORARY TABLE called(x INT)");
+  conn->execute("CREATE PROCEDURE " + none + "() INSERT INTO called VALUES (5)");
+  for (int round = 0; round < 2; ++round) {  // the second round uses the cached statements
+    EXPECT_NO_THROW(conn->execute("CALL " + one + "()"));
+    EXPECT_EQ(conn->query("SELECT 41 + 1")[0][0], Value(42));
+    const auto rows = conn->query("CALL " + one + "()");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0][0], Value(1));
+    EXPECT_EQ(conn->query("SELECT 2")[0][0], Value(2));
+    // Only the first of several result sets is returned; the rest is read and dropped.
+    const auto first = conn->query("CALL " + two + "()");
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].size(), 1u);
+    EXPECT_NO_THROW(conn->execute("CALL " + two + "()"));
+    EXPECT_NO_THROW(conn->execute("CALL " + none + "()"));
+    EXPECT_EQ(conn->query("SELECT 3")[0][0], Value(3));
+    conn->begin();
+    EXPECT_EQ(conn->query("CALL " + one + "()")[0][0], Value(1));
+    conn->commit();
+    EXPECT_FALSE(conn->broken());
+  }
+  EXPECT_EQ(conn->query("SELECT COUNT(*) FROM called")[0][0], Value(2));
+  conn->ping(1s);
+  conn->reset();
+  EXPECT_EQ(conn->query("SELECT 1")[0][0], Value(1));
+  for (const auto& p : {one, two, none}) conn->execute("DROP PROCEDURE " + p);
 }
 
 // --- Transactions ------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "drivers/odbc/odbc_connection.hpp"
+#include "drivers/odbc/odbc_diag.hpp"
 #include "drivers/odbc/odbc_driver.hpp"
 #include "reservoir/reservoir.hpp"
 #include "support/odbc_support.hpp"
@@ -169,6 +170,17 @@ TEST_F(OdbcSqliteTest, StatementCacheKeepsAtMostItsSize) {
   EXPECT_EQ(c->query("SELECT x FROM t WHERE x = ?", 5)[0][0].as<int>(), 5);
 }
 
+// Regression: a cache hit used the index iterator after erasing it (ASan: heap-use-after-free).
+TEST_F(OdbcSqliteTest, StatementCacheHitsRunTheCachedStatement) {
+  auto c = connect(dsn + ";ReservoirStmtCache=2");
+  c->execute("CREATE TABLE t(x INTEGER)");
+  for (int i = 0; i < 5; ++i) {
+    c->execute("INSERT INTO t VALUES (?)", i);  // a hit from the second round on
+    EXPECT_EQ(c->query("SELECT count(*) FROM t")[0][0].as<int>(), i + 1);
+    EXPECT_EQ(odbc(*c).cached_statements(), 2u);
+  }
+}
+
 TEST_F(OdbcSqliteTest, StatementCacheDefaultsToTwentyAndZeroDisablesIt) {
   auto c = connect();
   for (int i = 0; i < 30; ++i) c->query("SELECT " + std::to_string(i));
@@ -251,6 +263,47 @@ TEST_F(OdbcSqliteTest, BeginSentThroughExecuteIsTracked) {
   c->execute("COMMIT");
   EXPECT_FALSE(c->in_transaction());
   EXPECT_EQ(other->query("SELECT x FROM t").size(), 1u);
+}
+
+TEST_F(OdbcSqliteTest, RollbackToASavepointKeepsTheTransaction) {
+  auto c = connect();
+  auto other = connect();
+  c->execute("CREATE TABLE t(x INTEGER)");
+  c->execute("BEGIN");
+  c->execute("INSERT INTO t VALUES (1)");
+  c->execute("SAVEPOINT s");
+  c->execute("INSERT INTO t VALUES (2)");
+  c->execute("ROLLBACK TRANSACTION TO SAVEPOINT s");
+  EXPECT_TRUE(c->in_transaction());
+  c->execute("ROLLBACK TO s");
+  EXPECT_TRUE(c->in_transaction());
+  c->execute("COMMIT TRANSACTION");
+  EXPECT_FALSE(c->in_transaction());
+  EXPECT_EQ(other->query("SELECT x FROM t").size(), 1u);
+}
+
+// SQLite has neither ROLLBACK WORK nor AND CHAIN; the classifier is checked on its own.
+TEST(OdbcTransactionEffect, SavepointsAndChainsKeepTheTransaction) {
+  using drivers::TxEffect;
+  using drivers::transaction_effect;
+  EXPECT_EQ(transaction_effect("BEGIN"), TxEffect::begins);
+  EXPECT_EQ(transaction_effect("start transaction"), TxEffect::begins);
+  EXPECT_EQ(transaction_effect("START SLAVE"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("COMMIT"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("commit work"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("ROLLBACK TRANSACTION"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("END"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("ROLLBACK TO s"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("ROLLBACK TO SAVEPOINT s"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("ROLLBACK TRANSACTION TO SAVEPOINT s"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("rollback work to s"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("ROLLBACK /* c */ WORK\n TO SAVEPOINT s"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("COMMIT AND CHAIN"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("COMMIT WORK AND CHAIN"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("ROLLBACK AND CHAIN"), TxEffect::none);
+  EXPECT_EQ(transaction_effect("COMMIT AND NO CHAIN"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("ROLLBACK WORK AND NO CHAIN"), TxEffect::ends);
+  EXPECT_EQ(transaction_effect("SELECT 1"), TxEffect::none);
 }
 
 // Documented exception (docs/odbc.md): SQLite ODBC has no SQL_ATTR_RESET_CONNECTION, and SQLite
@@ -340,6 +393,54 @@ TEST(OdbcConnectionString, ReservoirKeyIsStrippedAndBracesRespected) {
   EXPECT_EQ(cs.stmt_cache_size, 7u);
   EXPECT_EQ(cs.password, "a;b}c");
   EXPECT_EQ(drivers::parse_odbc_connection_string("DSN=x").stmt_cache_size, 20u);
+}
+
+// Regression: with an unclosed '{' the whole rest was one "value", so the driver never saw PWD
+// and the driver manager echoed it in its message; now it is refused before connecting.
+TEST_F(OdbcSqliteTest, UnbalancedBraceIsRefusedWithoutThePassword) {
+  const std::string text = "odbc:DRIVER={/path;SERVER=h;UID=app;PWD=hunter2";
+  EXPECT_EQ(Dsn::parse(text).redacted().find("hunter2"), std::string::npos);
+  EXPECT_EQ(Dsn::parse(text).redacted(), "odbc:DRIVER=***");
+  try {
+    connect(text);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+    EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unbalanced '{'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(drivers::parse_odbc_connection_string("DSN=x;PWD={abc"), Error);
+  EXPECT_THROW(drivers::parse_odbc_connection_string("DSN=x;PWD={a}}"), Error);
+}
+
+// A brace opens only at the start of a value, in the driver as in Dsn::redacted().
+TEST(OdbcConnectionString, BraceOpensOnlyAtTheStartOfAValue) {
+  auto cs = drivers::parse_odbc_connection_string("DSN=x;PWD=p{ss;UID=app");
+  EXPECT_EQ(cs.password, "p{ss");
+  EXPECT_EQ(cs.connection_string, "DSN=x;PWD=p{ss;UID=app");
+  EXPECT_EQ(Dsn::parse("odbc:DSN=x;PWD=p{ss;UID=app").redacted(), "odbc:DSN=x;PWD=***;UID=app");
+  cs = drivers::parse_odbc_connection_string("DRIVER=a{b;PWD = {x;y}}};UID=u");
+  EXPECT_EQ(cs.password, "x;y}");
+  EXPECT_EQ(cs.connection_string, "DRIVER=a{b;PWD = {x;y}}};UID=u");
+  EXPECT_EQ(Dsn::parse("odbc:DRIVER=a{b;PWD = {x;y}}};UID=u").redacted(),
+            "odbc:DRIVER=a{b;PWD =***;UID=u");
+}
+
+TEST(OdbcScrub, MasksPwdValuesAndLongSecretsButNotShortOnesInWords) {
+  using drivers::odbc::scrub;
+  EXPECT_EQ(scrub("can't open lib '/x;UID=app;PWD=ab' : not found", "ab"),
+            "can't open lib '/x;UID=app;PWD=***' : not found");
+  EXPECT_EQ(scrub("table abc not found; password=ab;x", "ab"), "table abc not found; password=***;x");
+  EXPECT_EQ(scrub("Access denied for user", "e"), "Access denied for user");
+  EXPECT_EQ(scrub("login s3cret failed", "s3cret"), "login *** failed");
+  EXPECT_EQ(scrub("pwd={a;b} rest", ""), "pwd=*** rest");
+}
+
+TEST(OdbcConnectionString, MariaDbDriverIsRecognised) {
+  EXPECT_TRUE(drivers::is_mariadb_driver("DRIVER=/usr/lib/x86_64-linux-gnu/odbc/libmaodbc.so;X=1"));
+  EXPECT_TRUE(drivers::is_mariadb_driver("Driver={MariaDB ODBC 3.1 Driver};SERVER=h"));
+  EXPECT_FALSE(drivers::is_mariadb_driver("DRIVER={PostgreSQL Unicode};SERVER=h"));
+  EXPECT_FALSE(drivers::is_mariadb_driver("DSN=mariadb"));
 }
 
 // --- The pool end to end ---------------------------------------------------------------

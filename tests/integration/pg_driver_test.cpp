@@ -391,6 +391,26 @@ TEST_F(PgDriverTest, StatementCacheKeepsAtMostItsSizeAndStaysCorrectAfterEvictio
   EXPECT_EQ(prepared_count(*conn), 4);
 }
 
+TEST_F(PgDriverTest, EvictionInsideATransactionDoesNotAbortIt) {
+  const std::string table = unique_name();
+  auto conn = connect(dsn_with("stmt_cache_size=3"));
+  conn->execute("CREATE TABLE " + table + "(x int)");  // rsv_1
+  conn->query("SELECT 1");                               // rsv_2
+  // The application drops our statements behind the cache's back.
+  conn->execute("DEALLOCATE rsv_1");
+  conn->execute("DEALLOCATE rsv_2");
+  conn->begin();  // the cache now holds three statements
+  // Each INSERT evicts one the server no longer has; a DEALLOCATE inside the transaction would
+  // fail (26000) and abort it (25P02).
+  conn->execute("INSERT INTO " + table + " VALUES (1)");
+  conn->execute("INSERT INTO " + table + " VALUES (2)");
+  conn->commit();
+  EXPECT_FALSE(conn->in_transaction());
+  EXPECT_EQ(conn->query("SELECT count(*) FROM " + table)[0][0].as<std::int64_t>(), 2);
+  EXPECT_LE(prepared_count(*conn), 3);  // the deferred deallocations ran once idle
+  conn->execute("DROP TABLE " + table);
+}
+
 TEST_F(PgDriverTest, StatementCacheDefaultsToTwenty) {
   auto conn = connect();
   for (int i = 0; i < 30; ++i) conn->query("SELECT " + std::to_string(i));
@@ -564,6 +584,21 @@ TEST_F(PgDriverTest, WrongPasswordIsAuthFailedWithoutThePassword) {
   EXPECT_NE(message.find("password authentication failed"), std::string::npos) << message;
   EXPECT_EQ(message.find(wrong), std::string::npos) << message;
   EXPECT_EQ(message.find(pg().password), std::string::npos) << message;
+}
+
+TEST_F(PgDriverTest, NologinRoleIsAuthFailed28000AndNotRetryable) {
+  if (pg().admin_dsn.empty()) GTEST_SKIP() << "no admin DSN (RESERVOIR_PG_ADMIN_DSN)";
+  const std::string role = unique_name("nologin");
+  const std::string password = "N0login4711";
+  auto admin = connect(pg().admin_dsn);
+  admin->execute("CREATE ROLE " + role + " NOLOGIN PASSWORD '" + password + "'");
+  const Error e = error_of([&] { connect(pg().dsn_for(role, password, pg().database)); });
+  admin->execute("DROP ROLE " + role);
+  EXPECT_EQ(e.code(), ErrorCode::auth_failed) << e.what();
+  EXPECT_EQ(e.sqlstate(), "28000");
+  EXPECT_FALSE(e.retryable());
+  EXPECT_NE(std::string(e.what()).find("not permitted to log in"), std::string::npos) << e.what();
+  EXPECT_EQ(std::string(e.what()).find(password), std::string::npos) << e.what();
 }
 
 TEST_F(PgDriverTest, UnknownDatabaseIsConnectFailed3D000) {

@@ -394,6 +394,13 @@ TEST(DsnTest, RedactedOdbcMasksPwdCaseInsensitively) {
   // Junk after the brace, or an unterminated brace, is masked too.
   EXPECT_EQ(Dsn::parse("odbc:PWD={sec}ret;UID=app").redacted(), "odbc:PWD=***;UID=app");
   EXPECT_EQ(Dsn::parse("odbc:UID=app;PWD={secret").redacted(), "odbc:UID=app;PWD=***");
+  // An unbalanced brace swallows the rest, secrets included: all of it is masked, whatever the key.
+  EXPECT_EQ(Dsn::parse("odbc:DRIVER={/path;SERVER=h;UID=app;PWD=hunter2").redacted(),
+            "odbc:DRIVER=***");
+  // A brace opens only at the start of a value (as the ODBC driver splits the string).
+  EXPECT_EQ(Dsn::parse("odbc:PWD=p{ss;UID=app").redacted(), "odbc:PWD=***;UID=app");
+  EXPECT_EQ(Dsn::parse("odbc:Driver=a{b;UID=app;PWD=x").redacted(),
+            "odbc:Driver=a{b;UID=app;PWD=***");
   // Non-secret braced values and attributes without '=' are kept as written.
   EXPECT_EQ(Dsn::parse("odbc:Driver={A;B};Trusted;UID=x").redacted(),
             "odbc:Driver={A;B};Trusted;UID=x");
@@ -404,7 +411,8 @@ TEST(DsnTest, RedactedNeverHoldsThePassword) {
   for (const std::string& text :
        {"postgresql://u:" + s + "@h/db", "mariadb://u:" + s + "@h:3306/db", "x://:" + s + "@h",
         "x://h?password=" + s, "x://u:" + s + "@h?Password=" + s, "odbc:DSN=x;PWD=" + s,
-        "odbc:DSN=x;pwd={" + s + "}", "odbc:PASSWORD=" + s + ";DSN=x"}) {
+        "odbc:DSN=x;pwd={" + s + "}", "odbc:PASSWORD=" + s + ";DSN=x",
+        "odbc:DRIVER={/path;SERVER=h;UID=app;PWD=" + s}) {
     EXPECT_THAT(Dsn::parse(text).redacted(), Not(HasSubstr(s))) << text;
   }
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace reservoir {
 namespace {
@@ -112,6 +113,30 @@ TEST(ValueTest, NarrowingOverflowIsAMismatch) {
   expect_mismatch<std::int32_t>(Value(std::int64_t{std::numeric_limits<std::int32_t>::min()} - 1));
   EXPECT_EQ(mismatch_of([] { (void)Value(300).as<std::int8_t>(); }),
             "value is integer 300, wanted a narrower integer");
+}
+
+TEST(ValueTest, UnsignedAboveInt64MaxThrowsInsteadOfWrapping) {
+  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(Value(std::uint64_t{42}).as<std::int64_t>(), 42);
+  EXPECT_EQ(Value(kMax).as<std::uint64_t>(), kMax);
+  EXPECT_EQ(Value(42UL).type(), ValueType::integer);
+  EXPECT_EQ(Value(42ULL).type(), ValueType::integer);
+  try {
+    (void)Value(std::uint64_t{1} << 63);
+    ADD_FAILURE() << "expected Error{invalid_argument}";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::invalid_argument);
+    EXPECT_STREQ(e.what(),
+                 "unsigned value 9223372036854775808 does not fit a signed 64-bit integer; pass "
+                 "it as text");
+  }
+  EXPECT_THROW((void)Value(std::numeric_limits<std::uint64_t>::max()), Error);
+  EXPECT_THROW((void)Value(std::optional<std::uint64_t>(kMax + 1)), Error);
+  // Narrower integers cannot overflow and keep their noexcept constructor.
+  static_assert(std::is_nothrow_constructible_v<Value, std::uint32_t>);
+  static_assert(std::is_nothrow_constructible_v<Value, std::int64_t>);
+  static_assert(std::is_nothrow_constructible_v<Value, unsigned char>);
+  static_assert(!std::is_nothrow_constructible_v<Value, std::uint64_t>);
 }
 
 TEST(ValueTest, BoolReadsAsInteger) {

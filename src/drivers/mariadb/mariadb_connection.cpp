@@ -112,16 +112,74 @@ bool is_link_failure(unsigned code, std::string_view sqlstate) {
   return code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST ||
          code == CR_SERVER_LOST_EXTENDED || code == kConnectionKilled ||
          code == ER_SERVER_SHUTDOWN || code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR ||
-         sqlstate.substr(0, 2) == "08";
+         // Out of sync: an unread result is in the way and every later command fails alike.
+         code == CR_COMMANDS_OUT_OF_SYNC || sqlstate.substr(0, 2) == "08";
 }
 
-// Frees a statement's pending result, and closes it unless it belongs to the cache.
+// Whether sql only reads, so that running it a second time changes nothing: its first keyword
+// (after blanks, comments and opening parentheses) is SELECT, SHOW, WITH or VALUES, and the
+// word RETURNING appears nowhere in it. An executable comment (/*! or /*M!) counts as writing.
+bool reads_only(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size()) {
+    const char c = sql[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '(') {
+      ++i;
+    } else if (sql.substr(i, 2) == "/*") {
+      if (sql.substr(i, 3) == "/*!" || sql.substr(i, 4) == "/*M!") return false;
+      const std::size_t end = sql.find("*/", i + 2);
+      if (end == std::string_view::npos) return false;
+      i = end + 2;
+    } else if (c == '#' || sql.substr(i, 3) == "-- ") {
+      const std::size_t end = sql.find('\n', i);
+      if (end == std::string_view::npos) return false;
+      i = end + 1;
+    } else {
+      break;
+    }
+  }
+  std::string upper;
+  upper.reserve(sql.size() - i);
+  for (std::size_t k = i; k < sql.size(); ++k) {
+    const char c = sql[k];
+    upper.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+  if (upper.find("RETURNING") != std::string::npos) return false;
+  std::size_t word = 0;
+  while (word < upper.size() && upper[word] >= 'A' && upper[word] <= 'Z') ++word;
+  const std::string_view first = std::string_view(upper).substr(0, word);
+  return first == "SELECT" || first == "SHOW" || first == "WITH" || first == "VALUES";
+}
+
+// Reads and discards every result after the current one: a CALL ends with a status result after
+// the procedure's result sets. False when that failed (the error is on the statement).
+bool drain_results(MYSQL_STMT* stmt) noexcept {
+  while (mysql_stmt_more_results(stmt)) {
+    mysql_stmt_free_result(stmt);
+    if (mysql_stmt_next_result(stmt) > 0) return false;
+  }
+  return true;
+}
+
+// The same for the text protocol.
+bool drain_results(MYSQL* mysql) noexcept {
+  while (mysql_more_results(mysql)) {
+    if (mysql_next_result(mysql) > 0) return false;
+    mysql_free_result(mysql_store_result(mysql));  // NULL-safe
+  }
+  return true;
+}
+
+// Frees a statement's pending results (all of them: a CALL has several), and closes it unless it
+// belongs to the cache. When the remaining results cannot be read the connection is out of step
+// with the server for good: broken is set so that the pool drops it.
 class StatementGuard {
  public:
-  StatementGuard(MYSQL_STMT* stmt, bool owned, const bool& released) noexcept
-      : stmt_(stmt), owned_(owned), released_(released) {}
+  StatementGuard(MYSQL_STMT* stmt, bool owned, const bool& released, bool& broken) noexcept
+      : stmt_(stmt), owned_(owned), released_(released), broken_(broken) {}
   ~StatementGuard() {
     if (released_) return;
+    if (!drain_results(stmt_)) broken_ = true;
     if (owned_) {
       mysql_stmt_close(stmt_);
     } else {
@@ -135,6 +193,7 @@ class StatementGuard {
   MYSQL_STMT* stmt_;
   bool owned_;
   const bool& released_;
+  bool& broken_;
 };
 
 struct ResultDeleter {
@@ -326,7 +385,7 @@ std::uint64_t MariaDbConnection::run_once(std::string_view sql, std::span<const 
     return run_text(sql, out);
   }
   bool released = false;  // set once the statement is closed here (the guard must not touch it)
-  const StatementGuard guard(stmt, owned, released);
+  const StatementGuard guard(stmt, owned, released, broken_);
 
   const unsigned long expected = mysql_stmt_param_count(stmt);
   if (expected != params.size()) {
@@ -390,20 +449,22 @@ std::uint64_t MariaDbConnection::run_once(std::string_view sql, std::span<const 
   if (mysql_stmt_execute(stmt) != 0) {
     if (hit && mysql_stmt_errno(stmt) == CR_NEW_STMT_METADATA) {
       // A cached statement whose result columns changed (ALTER TABLE): Connector/C refuses the
-      // handle for good. It is closed (which discards the result) and, when no transaction was
-      // open, the statement runs again, freshly prepared; the server ran it once already, which
-      // for a query that returns rows is harmless.
+      // handle for good, but the server has executed the statement already. The handle is
+      // closed (which discards the result). Only a statement that merely reads, outside a
+      // transaction, runs again freshly prepared; anything else (INSERT ... RETURNING, a CALL)
+      // would take effect twice, so the caller hears of it instead.
       const std::string message = mysql_stmt_error(stmt);
       released = true;
       cache_erase(stmt);
-      if (was_idle && may_retry) {
+      if (was_idle && may_retry && reads_only(sql)) {
         *stale = true;
         return 0;
       }
       throw Error(ErrorCode::query_failed,
-                  "mariadb: the result columns of a prepared statement changed inside a "
-                  "transaction (" +
-                      message + "); run it again; in: " + shorten_sql(sql),
+                  "mariadb: the statement was executed, but its result columns changed since it "
+                  "was prepared (" +
+                      message + "), so its result is lost; the statement was not run again; in: " +
+                      shorten_sql(sql),
                   {.sqlstate = "HY000", .native_code = CR_NEW_STMT_METADATA});
     }
     fail(stmt, sql);
@@ -413,6 +474,7 @@ std::uint64_t MariaDbConnection::run_once(std::string_view sql, std::span<const 
   if (!meta) {
     if (mysql_stmt_field_count(stmt) != 0) fail(stmt, sql);
     const my_ulonglong affected = mysql_stmt_affected_rows(stmt);
+    if (!drain_results(stmt)) fail(stmt, sql);
     if (out != nullptr) *out = ResultSet({}, {}, affected);
     return affected == static_cast<my_ulonglong>(-1) ? 0 : affected;
   }
@@ -514,6 +576,9 @@ std::uint64_t MariaDbConnection::run_once(std::string_view sql, std::span<const 
     }
     rows.emplace_back(std::move(values));
   }
+  // A CALL's first result set is the result; the rest (further result sets, the final status)
+  // is read and dropped so that the connection is ready for the next command.
+  if (!drain_results(stmt)) fail(stmt, sql);
   if (out != nullptr) *out = ResultSet(std::move(names), std::move(rows), 0);
   return 0;
 }
@@ -526,6 +591,7 @@ std::uint64_t MariaDbConnection::run_text(std::string_view sql, ResultSet* out) 
   if (!res) {
     if (mysql_field_count(mysql_) != 0) fail(nullptr, sql);
     const my_ulonglong affected = mysql_affected_rows(mysql_);
+    if (!drain_results(mysql_)) fail(nullptr, sql);
     if (out != nullptr) *out = ResultSet({}, {}, affected);
     return affected == static_cast<my_ulonglong>(-1) ? 0 : affected;
   }
@@ -547,6 +613,7 @@ std::uint64_t MariaDbConnection::run_text(std::string_view sql, ResultSet* out) 
     }
     rows.emplace_back(std::move(values));
   }
+  if (!drain_results(mysql_)) fail(nullptr, sql);
   if (out != nullptr) *out = ResultSet(std::move(names), std::move(rows), 0);
   return 0;
 }
@@ -557,6 +624,7 @@ void MariaDbConnection::run_command(std::string_view sql) {
   }
   // Commands return no rows, but a result must never be left unread.
   const ResultPtr res(mysql_store_result(mysql_));
+  if (!drain_results(mysql_)) fail(nullptr, sql);
 }
 
 void MariaDbConnection::cache_clear() noexcept {

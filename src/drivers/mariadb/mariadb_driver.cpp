@@ -62,6 +62,16 @@ void set_option(const Dsn& dsn, MYSQL* m, mysql_option option, const void* value
   }
 }
 
+// Whether ssl_mode asks for TLS (required, verify_ca, verify_identity). apply_ssl has already
+// rejected any other value.
+bool tls_required(const Dsn& dsn) {
+  const auto it = dsn.params.find("ssl_mode");
+  if (it == dsn.params.end()) return false;
+  const std::string& mode = it->second;
+  return mode == "required" || mode == "REQUIRED" || mode == "verify_ca" ||
+         mode == "VERIFY_CA" || mode == "verify_identity" || mode == "VERIFY_IDENTITY";
+}
+
 void apply_ssl(const Dsn& dsn, MYSQL* m) {
   const auto it = dsn.params.find("ssl_mode");
   if (it != dsn.params.end()) {
@@ -206,6 +216,14 @@ std::unique_ptr<Connection> MariaDbDriver::connect(const Dsn& dsn,
                          socket.empty() ? nullptr : socket.c_str(), 0) == nullptr) {
     connect_failed(dsn, h, connect_seconds);
   }
+  // MYSQL_OPT_SSL_ENFORCE alone does not stop Connector/C 3.3 from going on in plaintext when
+  // the server offers no TLS: check what was actually negotiated.
+  if (tls_required(dsn) && mysql_get_ssl_cipher(h) == nullptr) {
+    throw Error(ErrorCode::connect_failed,
+                "mariadb: cannot connect to " + dsn.redacted() +
+                    ": TLS was required (ssl_mode=" + dsn.params.at("ssl_mode") +
+                    ") but the server did not negotiate it");
+  }  // m closes the handle
   return std::make_unique<MariaDbConnection>(m.release(), cache_size, dsn.redacted());
 }
 

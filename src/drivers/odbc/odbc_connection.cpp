@@ -185,16 +185,44 @@ void OdbcConnection::end_transaction(bool commit) {
   }
 }
 
+TxEffect transaction_effect(std::string_view sql) noexcept {
+  try {
+    std::size_t after = 0;
+    const std::string word = first_word(sql, &after);
+    if (word == "BEGIN" || word == "START") {
+      // "START" alone could be something else; START TRANSACTION is what opens one.
+      if (word == "START" && first_word(sql.substr(after)) != "TRANSACTION") return TxEffect::none;
+      return TxEffect::begins;
+    }
+    if (word != "COMMIT" && word != "END" && word != "ROLLBACK") return TxEffect::none;
+    // Skip the optional WORK / TRANSACTION noise word.
+    std::string_view rest = sql.substr(after);
+    std::size_t next = 0;
+    std::string w = first_word(rest, &next);
+    if (w == "WORK" || w == "TRANSACTION" || w == "TRAN") {
+      rest = rest.substr(next);
+      w = first_word(rest, &next);
+    }
+    // ROLLBACK TO a savepoint: the transaction goes on.
+    if (word == "ROLLBACK" && w == "TO") return TxEffect::none;
+    // COMMIT / ROLLBACK AND CHAIN starts the next transaction at once (AND NO CHAIN does not).
+    if (w == "AND" && first_word(rest.substr(next)) == "CHAIN") return TxEffect::none;
+    return TxEffect::ends;
+  } catch (...) {  // std::bad_alloc from a word
+    return TxEffect::none;
+  }
+}
+
 void OdbcConnection::track_transaction_sql(std::string_view sql) noexcept {
-  std::size_t after = 0;
-  const std::string word = first_word(sql, &after);
-  if (word == "BEGIN" || word == "START") {
-    // "START" alone could be something else; START TRANSACTION is what opens one.
-    if (word == "START" && first_word(sql.substr(after)) != "TRANSACTION") return;
-    if (tx_ == TxState::none) tx_ = TxState::sql;
-  } else if (word == "COMMIT" || word == "END" || word == "ROLLBACK") {
-    if (word == "ROLLBACK" && first_word(sql.substr(after)) == "TO") return;  // to a savepoint
-    if (tx_ == TxState::sql) tx_ = TxState::none;
+  switch (transaction_effect(sql)) {
+    case TxEffect::begins:
+      if (tx_ == TxState::none) tx_ = TxState::sql;
+      break;
+    case TxEffect::ends:
+      if (tx_ == TxState::sql) tx_ = TxState::none;
+      break;
+    case TxEffect::none:
+      break;
   }
 }
 

@@ -19,6 +19,12 @@ namespace odbc {
 struct Diagnostics;
 }
 
+// What a statement sent through execute() does to an SQL-level transaction: BEGIN / START
+// TRANSACTION begins one; COMMIT, END, ROLLBACK (with an optional WORK / TRANSACTION) end it,
+// except ROLLBACK ... TO [SAVEPOINT] s and ... AND CHAIN, which keep one open.
+enum class TxEffect { none, begins, ends };
+TxEffect transaction_effect(std::string_view sql) noexcept;
+
 // Placeholders: ODBC's positional ?. The count must match the statement's (SQLNumParams), else
 // invalid_argument. Values bind as NULL, SQL_BIT, SQL_BIGINT, SQL_DOUBLE, UTF-8 text (SQL_C_CHAR)
 // and SQL_C_BINARY. Result columns are typed by SQLDescribeCol (see docs/odbc.md, "Types").
@@ -26,7 +32,7 @@ struct Diagnostics;
 // Transactions: autocommit is on outside begin(); begin() turns it off, commit() and rollback()
 // end the transaction with SQLEndTran and turn it back on. A BEGIN / START TRANSACTION sent
 // through execute() is noticed too (in_transaction() is then true until a COMMIT, END or ROLLBACK
-// is sent, or rollback() sends one).
+// is sent, or rollback() sends one; see transaction_effect()).
 //
 // Errors: query_failed with the SQLSTATE and native code of the first diagnostic record,
 // invalid_argument (parameter count), connection_lost for 08S01, 08003, 08007, HYT01, 57P01-03
@@ -56,7 +62,9 @@ class OdbcConnection final : public Connection {
 
   // Reads SQL_ATTR_CONNECTION_DEAD, then runs the ping query (ping_sql()) with
   // SQL_ATTR_QUERY_TIMEOUT set to the timeout rounded up to whole seconds (0: no limit). Throws
-  // connection_lost (and marks the connection broken) when either fails.
+  // connection_lost (and marks the connection broken) when either fails. The timeout is applied
+  // by the server: on a stalled link ping() blocks until the OS drops the TCP connection (see
+  // docs/odbc.md, "Liveness").
   void ping(std::chrono::milliseconds timeout) override;
 
   // Rolls back, frees the cached statements, then asks the driver for SQL_ATTR_RESET_CONNECTION;

@@ -2,6 +2,7 @@
 #include "drivers/odbc/odbc_diag.hpp"
 
 #include <array>
+#include <cctype>
 
 namespace reservoir::drivers::odbc {
 
@@ -59,10 +60,50 @@ void refine_connect_diagnostics(Diagnostics& d) {
 }
 
 std::string scrub(std::string text, std::string_view secret) {
-  if (secret.empty()) return text;
-  for (std::size_t at = text.find(secret); at != std::string::npos;
-       at = text.find(secret, at + 3)) {
-    text.replace(at, secret.size(), "***");
+  const auto lower = [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  };
+  // 1. Whole "PWD=..." / "PASSWORD=..." values, as a driver manager echoing a connection string
+  //    writes them: up to ';', a quote, whitespace or the end (a braced value to its '}').
+  for (const std::string_view key : {std::string_view("pwd"), std::string_view("password")}) {
+    std::size_t from = 0;
+    for (;;) {
+      std::size_t at = std::string::npos;
+      for (std::size_t i = from; i + key.size() < text.size(); ++i) {
+        bool match = true;
+        for (std::size_t k = 0; k < key.size() && match; ++k) match = lower(text[i + k]) == key[k];
+        // A key, not the end of a longer word ("xpwd="): the character before is no letter.
+        if (match && (i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1])))) {
+          std::size_t e = i + key.size();
+          while (e < text.size() && text[e] == ' ') ++e;
+          if (e < text.size() && text[e] == '=') {
+            at = e + 1;
+            break;
+          }
+        }
+      }
+      if (at == std::string::npos) break;
+      std::size_t end = at;
+      if (end < text.size() && text[end] == '{') {
+        const std::size_t close = text.find('}', end);
+        end = close == std::string::npos ? text.size() : close + 1;
+      } else {
+        while (end < text.size() && text[end] != ';' && text[end] != '\'' && text[end] != '"' &&
+               !std::isspace(static_cast<unsigned char>(text[end]))) {
+          ++end;
+        }
+      }
+      if (end > at) text.replace(at, end - at, "***");
+      from = at + 3;
+    }
+  }
+  // 2. The password itself wherever else it appears, unless it is so short (under 4 characters)
+  //    that replacing it would garble ordinary words of the message.
+  if (secret.size() >= 4) {
+    for (std::size_t at = text.find(secret); at != std::string::npos;
+         at = text.find(secret, at + 3)) {
+      text.replace(at, secret.size(), "***");
+    }
   }
   return text;
 }

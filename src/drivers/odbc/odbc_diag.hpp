@@ -41,8 +41,10 @@ ErrorCode map_sqlstate(std::string_view sqlstate, Phase phase) noexcept;
 // MariaDB error 1045 ("Access denied") and 3D000 for their error 1049 ("Unknown database").
 void refine_connect_diagnostics(Diagnostics& d);
 
-// Replaces every occurrence of secret (when not empty) in text with "***": drivers sometimes
-// echo the connection string back.
+// Masks passwords in a diagnostic message, since drivers and the driver manager sometimes echo
+// the connection string back: every "PWD=<value>" / "PASSWORD=<value>" value (case-insensitive)
+// becomes "***", and so does every other occurrence of secret when it has at least 4 characters
+// (a shorter one would garble unrelated words).
 std::string scrub(std::string text, std::string_view secret);
 
 // True for SQL_SUCCESS and SQL_SUCCESS_WITH_INFO.

@@ -26,8 +26,9 @@ class OdbcDriver final : public Driver {
 
   // Sets SQL_ATTR_LOGIN_TIMEOUT and SQL_ATTR_CONNECTION_TIMEOUT to the timeout rounded up to
   // whole seconds (a zero timeout leaves the ODBC driver's defaults); for MariaDB Connector/ODBC,
-  // which ignores the login timeout, it also adds CONN_TIMEOUT unless the string sets it. Errors: invalid_argument
-  // (empty connection string, bad ReservoirStmtCache), auth_failed (SQLSTATE 28000),
+  // which ignores the login timeout, it also adds CONN_TIMEOUT unless the string sets it.
+  // Errors: invalid_argument (empty connection string, bad ReservoirStmtCache, an unbalanced '{',
+  // refused before connecting), auth_failed (SQLSTATE 28000),
   // connect_failed (any other failure, with the SQLSTATE, e.g. 08001, or 3D000 for an unknown
   // database, and the native code). Messages name the DSN redacted, never the password.
   std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) override;

@@ -471,8 +471,10 @@ void PostgresConnection::cache_erase(const std::string& key, bool dealloc) {
 }
 
 void PostgresConnection::deallocate(const std::string& name) {
-  // A failed transaction refuses every command but ROLLBACK; the statement goes once it ends.
-  if (PQtransactionStatus(conn_) == PQTRANS_INERROR) {
+  // Only deallocate outside a transaction block: a failed transaction refuses every command but
+  // ROLLBACK, and in an open one a DEALLOCATE that fails (the application already dropped the
+  // statement: 26000) would abort the caller's transaction. The statement goes once it ends.
+  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
     pending_deallocations_.push_back(name);
     return;
   }
@@ -486,7 +488,7 @@ void PostgresConnection::deallocate(const std::string& name) {
 }
 
 void PostgresConnection::run_pending_deallocations() {
-  if (PQtransactionStatus(conn_) == PQTRANS_INERROR) return;
+  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) return;
   std::vector<std::string> names = std::move(pending_deallocations_);
   pending_deallocations_.clear();
   for (const std::string& name : names) deallocate(name);

@@ -130,7 +130,7 @@ class PostgresConnection final : public Connection {
   bool broken_ = false;
   CacheList cache_;
   std::unordered_map<std::string_view, CacheList::iterator> cache_index_;  // keys view into cache_
-  std::vector<std::string> pending_deallocations_;  // evicted while the transaction was failed
+  std::vector<std::string> pending_deallocations_;  // evicted inside a transaction block
   std::uint64_t statement_counter_ = 0;             // names rsv_<n>
   std::string key_scratch_;                         // reused to build cache keys
 };

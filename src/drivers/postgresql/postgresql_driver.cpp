@@ -196,6 +196,8 @@ bool contains(std::string_view text, std::string_view what) noexcept {
     code = ErrorCode::auth_failed;
     sqlstate = "28P01";
   } else if (contains(reason, "no pg_hba.conf entry") ||
+             contains(reason, "pg_hba.conf rejects connection") ||
+             contains(reason, "is not permitted to log in") ||
              contains(reason, "authentication failed for user") ||
              (contains(reason, "role \"") && contains(reason, "\" does not exist"))) {
     code = ErrorCode::auth_failed;
