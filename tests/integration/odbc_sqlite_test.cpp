@@ -2,6 +2,10 @@
 // driver (libsqliteodbc) on a temporary file: types, parameters, the statement cache,
 // transactions, reset, ping, errors, and the pool end to end. No server needed.
 #include <gtest/gtest.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <unistd.h>
 
 #include <filesystem>
@@ -69,7 +73,16 @@ TEST_F(OdbcSqliteTest, DataSourceFromAPrivateOdbcIni) {
   const std::string name = "reservoir_sqlite_" + std::to_string(::getpid());
   testing::add_odbc_data_source(
       name, "Driver=Reservoir SQLite3\nDatabase=" + (dir / "named.db").string() + "\nTimeout=5000");
-  auto c = connect("odbc:DSN=" + name);
+  // Debian's SQLite ODBC driver leaks what it allocates while connecting through a data source,
+  // and the driver manager unloads it before LeakSanitizer could name it in a suppression: keep
+  // that one connect out of the leak check (our code is checked by every other test).
+  std::unique_ptr<Connection> c;
+  {
+#if defined(__SANITIZE_ADDRESS__)
+    __lsan::ScopedDisabler third_party_leak;
+#endif
+    c = connect("odbc:DSN=" + name);
+  }
   c->execute("CREATE TABLE t(x INTEGER)");
   EXPECT_TRUE(std::filesystem::exists(dir / "named.db"));
 }
