@@ -376,7 +376,8 @@ Lease Engine::acquire(const AcquireOptions& options, std::source_location where)
   return acquire_slow(r, mode, timeout);
 }
 
-Lease Engine::try_idle(const AcquireOptions& options, std::source_location where, Request& r) {
+[[gnu::always_inline]] inline Lease Engine::try_idle(const AcquireOptions& options,
+                                                     std::source_location where, Request& r) {
   if (closed_.load(std::memory_order_relaxed)) return Lease();
   // The common case, without building a Request: no user, class or tag, purity self, no
   // session callback; the slot this thread used last is idle, carries none either, and needs
