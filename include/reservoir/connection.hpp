@@ -17,6 +17,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 
@@ -25,6 +26,7 @@
 namespace reservoir {
 
 class Transaction;
+class StatementOp;
 
 class Connection {
  public:
@@ -75,6 +77,13 @@ class Connection {
   // Brings the session back to a fresh state: rollback plus the driver's full session reset.
   virtual void reset() = 0;
 
+  // The non-blocking form of execute_params (want_rows = false) and query_params (true), for the
+  // async API; see reservoir/nonblocking.hpp. The operation copies sql and params. nullptr (the
+  // default): this driver has no non-blocking path, the async API runs the blocking call on its
+  // worker pool instead.
+  virtual std::unique_ptr<StatementOp> start_statement(std::string_view sql,
+                                                       std::span<const Value> params,
+                                                       bool want_rows);
   // The driver's own handle (sqlite3*, PGconn*, MYSQL*, SQLHDBC) for what this API does not cover.
   // Valid while the lease is held; do not close it.
   virtual void* native_handle() noexcept = 0;

@@ -14,6 +14,7 @@
 
 #include "reservoir/connection.hpp"
 #include "reservoir/dsn.hpp"
+#include "reservoir/nonblocking.hpp"
 
 namespace reservoir {
 
@@ -28,6 +29,11 @@ class Driver {
   // Errors: connect_failed, auth_failed (with SQLSTATE / native code when the database gave one).
   virtual std::unique_ptr<Connection> connect(const Dsn& dsn,
                                               std::chrono::milliseconds timeout) = 0;
+  // The non-blocking form of connect(), for the async API (see reservoir/nonblocking.hpp); the
+  // same errors come from the operation's resume(). nullptr (the default): no non-blocking path,
+  // the async API runs connect() on its worker pool instead.
+  virtual std::unique_ptr<ConnectOp> start_connect(const Dsn& dsn,
+                                                   std::chrono::milliseconds timeout);
 };
 
 // Makes driver the one used for its scheme (matched case-insensitively), replacing any earlier

@@ -13,7 +13,7 @@
 # postgresql://, mariadb:// and odbc: DSNs).
 # shellcheck disable=SC2034  # used by the scripts that source this file
 RESERVOIR_BUILD_PACKAGES=(build-essential g++ cmake ninja-build pkg-config libsqlite3-dev libpq-dev
-  libmariadb-dev unixodbc-dev)
+  libmariadb-dev unixodbc-dev libasio-dev libssl-dev)
 
 # Prints the given packages that are not fully installed, one per line.
 missing_packages() {
