@@ -90,18 +90,15 @@ Engine::Engine(const PoolOptions& o, Dsn dsn, std::shared_ptr<Driver> driver)
       increment_(o.increment),
       get_mode_(o.get_mode),
       wait_timeout_ms_(o.wait_timeout.count()),
-      ping_interval_ns_(o.ping_interval.count() < 0
-                            ? -1
-                            : std::chrono::nanoseconds(o.ping_interval).count()),
+      ping_interval_ns_(
+          o.ping_interval.count() < 0 ? -1 : std::chrono::nanoseconds(o.ping_interval).count()),
       idle_timeout_ns_(std::chrono::nanoseconds(o.idle_timeout).count()),
       max_lifetime_ns_(std::chrono::nanoseconds(o.max_lifetime).count()),
       backoff_(o.backoff_initial, o.backoff_max) {}
 
 Engine::~Engine() = default;
 
-Engine::time_point Engine::now() const noexcept {
-  return clock_ ? clock_->now() : ticker_now();
-}
+Engine::time_point Engine::now() const noexcept { return clock_ ? clock_->now() : ticker_now(); }
 
 void Engine::log(LogLevel level, const std::string& message) const noexcept {
   if (!options_.log) return;
@@ -160,8 +157,8 @@ bool Engine::move(Slot& slot, SlotState from, SlotState to) noexcept {
 
 // ---- requests and fit --------------------------------------------------------------------------
 
-[[gnu::always_inline]] inline Engine::Request Engine::make_request(
-    const AcquireOptions& o, std::source_location where) {
+[[gnu::always_inline]] inline Engine::Request Engine::make_request(const AcquireOptions& o,
+                                                                   std::source_location where) {
   Request r;
   r.options = &o;
   r.where = where;
@@ -443,68 +440,32 @@ Slot* Engine::reserve_slot(bool extra) {
   return slot;
 }
 
-Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout) {
-  const auto start = RealClock::now();
-  const auto deadline =
-      mode == GetMode::wait ? RealClock::time_point::max() : start + wait_timeout;
-  Waiter w;
-  w.since = start;
-  w.user_hash = r.user_hash;
-  const Fit normal_worst =
-      r.tag_hash == 0 || r.options->match_any_tag ? Fit::other_tag : Fit::untagged;
+// ---- the slow path: one state machine for the sync and the async front ends -------------------
 
-  auto finish = [&](Slot& s, bool hit) {
-    const auto waited = RealClock::now() - start;
-    wait_time_.record_shared(waited);
-    slow_acquires_.fetch_add(1, std::memory_order_relaxed);
-    if (hit) s.count_hit(); else misses_.fetch_add(1, std::memory_order_relaxed);
-    return hand_out(s, r.where, now());
-  };
+void Engine::begin_run(AcquireRun& run, const Request& r, GetMode mode,
+                       std::chrono::milliseconds wait_timeout) noexcept {
+  run.r = r;
+  run.mode = mode;
+  run.start = RealClock::now();
+  run.deadline = mode == GetMode::wait ? RealClock::time_point::max() : run.start + wait_timeout;
+  run.w.since = run.start;
+  run.w.user_hash = r.user_hash;
+  run.normal_worst = r.tag_hash == 0 || r.options->match_any_tag ? Fit::other_tag : Fit::untagged;
+}
 
-  std::unique_lock lk(mutex_);
-  // Whatever leaves this function, the waiter on this stack frame leaves the queue.
-  struct Leave {
-    Engine* e;
-    Waiter& w;
-    std::unique_lock<std::mutex>& lk;
-    ~Leave() {
-      if (!w.queued) return;
-      if (!lk.owns_lock()) lk.lock();
-      e->dequeue(w);
-    }
-  } leave{this, w, lk};
-  bool look = true;
-  // Checks a slot this thread got (taken, handed or opened) outside the lock, keeping this
-  // waiter's place in line meanwhile. Returns true when it is ready (the waiter is dequeued).
-  // While it was busy, wake-ups passed it by: it looks again.
-  auto check = [&](Slot& s, bool fresh) -> bool {
-    w.preparing = true;
-    lk.unlock();
-    bool ok;
-    try {
-      ok = prepare(s, r, now(), fresh);
-    } catch (...) {
-      lk.lock();
-      w.preparing = false;
-      dequeue(w);
-      acquire_errors_.fetch_add(1, std::memory_order_relaxed);
-      throw;
-    }
-    lk.lock();
-    w.preparing = false;
-    if (ok) dequeue(w);
-    look = true;
-    return ok;
-  };
-
+Engine::Step Engine::next_step(AcquireRun& run) {
+  Waiter& w = run.w;
+  const Request& r = run.r;
   for (;;) {
+    if (Slot* s = run.opened) {
+      run.opened = nullptr;
+      w.preparing = true;
+      return Step{StepKind::check, s, true, false, {}};
+    }
     if (Slot* s = w.handed) {
       w.handed = nullptr;
-      if (check(*s, false)) {
-        lk.unlock();
-        return finish(*s, true);
-      }
-      continue;
+      w.preparing = true;
+      return Step{StepKind::check, s, false, true, {}};
     }
     if (closed_.load()) {
       dequeue(w);
@@ -513,71 +474,43 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
     }
     // Look at idle connections on the first pass, right after counting ourselves as a waiter,
     // and when woken for one; not on a spurious wake-up (that would overtake older waiters).
-    if (look || w.signalled) {
-      look = false;
+    if (run.look || w.signalled) {
+      run.look = false;
       // At the cap a connection with another tag beats waiting: the callback can fix it.
-      const Fit worst = has_room() ? normal_worst : Fit::other_tag;
+      const Fit worst = has_room() ? run.normal_worst : Fit::other_tag;
       if (Slot* s = try_take_idle(r, worst)) {
-        if (check(*s, false)) {
-          lk.unlock();
-          return finish(*s, true);
-        }
-        continue;
+        w.preparing = true;
+        return Step{StepKind::check, s, false, true, {}};
       }
     }
-    const bool forced = mode == GetMode::force_get && !has_room();
-    if (w.queued && RealClock::now() >= deadline) {
+    const bool forced = run.mode == GetMode::force_get && !has_room();
+    if (w.queued && RealClock::now() >= run.deadline) {
       dequeue(w);
       timeouts_.fetch_add(1, std::memory_order_relaxed);
-      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(RealClock::now() - start),
-                    false);
+      throw_timeout(
+          std::chrono::duration_cast<std::chrono::milliseconds>(RealClock::now() - run.start),
+          false);
     }
     if (may_connect(now()) || forced) {
       Slot* s = reserve_slot(forced);
-      if (s != nullptr) s->for_acquirer = true;
       if (s == nullptr) {
         dequeue(w);
         exhausted_.fetch_add(1, std::memory_order_relaxed);
-        throw Error(ErrorCode::pool_exhausted,
-                    "pool '" + name_ + "': cannot exceed " +
-                        std::to_string(SlotTable::kCapacity) + " connections");
+        throw Error(ErrorCode::pool_exhausted, "pool '" + name_ + "': cannot exceed " +
+                                                   std::to_string(SlotTable::kCapacity) +
+                                                   " connections");
       }
+      s->for_acquirer = true;
       if (options_.homogeneous && !forced)
         open_in_background(increment_.load(std::memory_order_relaxed) - 1);
       w.preparing = true;
-      lk.unlock();
-      try {
-        connect_reserved(*s, r, deadline, SlotState::in_use);
-      } catch (const Error& e) {
-        lk.lock();
-        w.preparing = false;
-        // A refusal that will not change (wrong password, no such database), or a caller that
-        // will not wait, gets the database's error now. Otherwise wait for the next attempt.
-        if (!e.retryable() || mode == GetMode::no_wait || mode == GetMode::force_get ||
-            RealClock::now() >= deadline) {
-          dequeue(w);
-          acquire_errors_.fetch_add(1, std::memory_order_relaxed);
-          throw;
-        }
-        look = true;  // a release may have passed this waiter by while it was connecting
-        continue;
-      }
-      lk.lock();
-      if (check(*s, true)) {
-        lk.unlock();
-        return finish(*s, false);
-      }
-      continue;
+      return Step{StepKind::connect, s, true, false, {}};
     }
     if (!options_.homogeneous && !has_room()) {
-      if (Slot* victim = evict_other_user_locked(r.user_hash)) {
-        lk.unlock();
-        close_slot(*victim, CloseReason::shrink, /*refill=*/false);  // the room is this waiter's
-        lk.lock();
-        continue;
-      }
+      if (Slot* victim = evict_other_user_locked(r.user_hash))
+        return Step{StepKind::evict, victim, false, false, {}};
     }
-    if (mode == GetMode::no_wait) {
+    if (run.mode == GetMode::no_wait) {
       dequeue(w);
       exhausted_.fetch_add(1, std::memory_order_relaxed);
       std::string msg = "pool '" + name_ + "': no connection free now (get mode no_wait; " +
@@ -590,33 +523,150 @@ Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::millisec
       enqueue(w);
       waits_.fetch_add(1, std::memory_order_relaxed);
       if (r.cls != nullptr) r.cls->waits.fetch_add(1, std::memory_order_relaxed);
-      look = true;  // a release may have come before we counted ourselves
+      run.look = true;  // a release may have come before we counted ourselves
       continue;
     }
     const auto real_now = RealClock::now();
     // Connects are failing and backing off: wake for the next attempt. If that attempt comes
     // after the deadline and no open connection could be released to us, give up now.
-    auto wake_at = deadline;
+    auto wake_at = run.deadline;
     if (has_room() && !backoff_.allows(real_now)) {
-      wake_at = std::min(deadline, backoff_.next_attempt());
-      if (backoff_.next_attempt() >= deadline && opened_.load() == 0 && connecting_.load() == 0) {
+      wake_at = std::min(run.deadline, backoff_.next_attempt());
+      if (backoff_.next_attempt() >= run.deadline && opened_.load() == 0 &&
+          connecting_.load() == 0) {
         dequeue(w);
         timeouts_.fetch_add(1, std::memory_order_relaxed);
-        throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - start),
+        throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - run.start),
                       true);
       }
     }
-    if (real_now >= deadline) {
+    if (real_now >= run.deadline) {
       dequeue(w);
       timeouts_.fetch_add(1, std::memory_order_relaxed);
-      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - start),
+      throw_timeout(std::chrono::duration_cast<std::chrono::milliseconds>(real_now - run.start),
                     false);
     }
     w.signalled = false;
-    if (wake_at == RealClock::time_point::max()) {
-      w.cv.wait(lk);
-    } else {
-      w.cv.wait_until(lk, wake_at);
+    return Step{StepKind::wait, nullptr, false, false, wake_at};
+  }
+}
+
+bool Engine::end_check(AcquireRun& run, bool ok) noexcept {
+  run.w.preparing = false;
+  if (ok) dequeue(run.w);
+  // While it was busy, wake-ups passed it by: it looks again.
+  run.look = true;
+  return ok;
+}
+
+void Engine::fail_step(AcquireRun& run) noexcept {
+  run.w.preparing = false;
+  dequeue(run.w);
+  acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::connect_failed(AcquireRun& run, const Error& e) {
+  run.w.preparing = false;
+  // A refusal that will not change (wrong password, no such database), or a caller that will
+  // not wait, gets the database's error now. Otherwise wait for the next attempt.
+  if (!e.retryable() || run.mode == GetMode::no_wait || run.mode == GetMode::force_get ||
+      RealClock::now() >= run.deadline) {
+    dequeue(run.w);
+    acquire_errors_.fetch_add(1, std::memory_order_relaxed);
+    throw;
+  }
+  run.look = true;  // a release may have passed this waiter by while it was connecting
+}
+
+Lease Engine::finish_run(AcquireRun& run, Slot& s, bool hit) noexcept {
+  const auto waited = RealClock::now() - run.start;
+  wait_time_.record_shared(waited);
+  slow_acquires_.fetch_add(1, std::memory_order_relaxed);
+  if (hit)
+    s.count_hit();
+  else
+    misses_.fetch_add(1, std::memory_order_relaxed);
+  return hand_out(s, run.r.where, now());
+}
+
+void Engine::abandon_run(AcquireRun& run, Slot* owned) noexcept {
+  std::unique_lock lk(mutex_);
+  Slot* handed = run.w.handed;
+  run.w.handed = nullptr;
+  run.w.preparing = false;
+  dequeue(run.w);
+  lk.unlock();
+  for (Slot* s : {handed, owned}) {
+    if (s == nullptr) continue;
+    // A connection handed to (or taken by) an acquirer that gave up goes back as it was.
+    s->idle_since_ns.store(ns(now()), std::memory_order_relaxed);
+    if (move(*s, SlotState::in_use, SlotState::idle)) {
+      hand_off_or_wake(*s);
+    } else if (move(*s, SlotState::revoked, SlotState::closing)) {
+      close_slot(*s, CloseReason::pool_closed);
+    }
+  }
+}
+
+Lease Engine::acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout) {
+  AcquireRun run;
+  begin_run(run, r, mode, wait_timeout);
+  std::unique_lock lk(mutex_);
+  // Whatever leaves this function, the waiter on this stack frame leaves the queue.
+  struct Leave {
+    Engine* e;
+    Waiter& w;
+    std::unique_lock<std::mutex>& lk;
+    ~Leave() {
+      if (!w.queued) return;
+      if (!lk.owns_lock()) lk.lock();
+      e->dequeue(w);
+    }
+  } leave{this, run.w, lk};
+  for (;;) {
+    const Step step = next_step(run);
+    switch (step.kind) {
+      case StepKind::check: {
+        lk.unlock();
+        bool ok;
+        try {
+          ok = prepare(*step.slot, r, now(), step.fresh);
+        } catch (...) {
+          lk.lock();
+          fail_step(run);
+          throw;
+        }
+        lk.lock();
+        if (end_check(run, ok)) {
+          lk.unlock();
+          return finish_run(run, *step.slot, step.hit);
+        }
+        break;
+      }
+      case StepKind::connect:
+        lk.unlock();
+        try {
+          connect_reserved(*step.slot, r, run.deadline, SlotState::in_use);
+        } catch (const Error& e) {
+          lk.lock();
+          connect_failed(run, e);
+          break;
+        }
+        lk.lock();
+        run.opened = step.slot;
+        break;
+      case StepKind::evict:
+        lk.unlock();
+        close_slot(*step.slot, CloseReason::shrink, /*refill=*/false);  // the room is ours
+        lk.lock();
+        break;
+      case StepKind::wait:
+        if (step.wake_at == RealClock::time_point::max()) {
+          run.w.cv.wait(lk);
+        } else {
+          run.w.cv.wait_until(lk, step.wake_at);
+        }
+        break;
     }
   }
 }
@@ -630,32 +680,49 @@ Dsn Engine::dsn_for(const Request& r) const {
   return d;
 }
 
-void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
-                              SlotState target) {
+std::chrono::milliseconds Engine::connect_timeout(RealClock::time_point deadline) const noexcept {
   auto timeout = options_.connect_timeout;
   if (deadline != RealClock::time_point::max()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - RealClock::now());
     left = std::max(left, std::chrono::milliseconds(1));
     if (timeout.count() == 0 || left < timeout) timeout = left;
   }
+  return timeout;
+}
+
+void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
+                              SlotState target) {
+  const auto timeout = connect_timeout(deadline);
   std::unique_ptr<Connection> conn;
-  const bool custom_user = r.user_hash != 0 && !r.options->user.empty();
-  std::string failure;
   std::exception_ptr error;
   try {
-    conn = custom_user ? driver_->connect(dsn_for(r), timeout) : driver_->connect(dsn_, timeout);
-    if (!conn) throw Error(ErrorCode::internal, "driver returned no connection");
-  } catch (const Error& e) {
-    failure = e.what();
-    error = std::current_exception();
-  } catch (const std::exception& e) {
-    failure = e.what();
-    error = std::make_exception_ptr(
-        Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what()));
+    conn = custom_user(r) ? driver_->connect(dsn_for(r), timeout) : driver_->connect(dsn_, timeout);
   } catch (...) {
-    // A driver must throw reservoir::Error; whatever else it throws still frees the slot.
-    failure = "the driver threw something that is not a std::exception";
-    error = std::make_exception_ptr(Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + failure));
+    error = std::current_exception();
+  }
+  adopt_connection(slot, r, std::move(conn), error, target);
+}
+
+void Engine::adopt_connection(Slot& slot, const Request& r, std::unique_ptr<Connection> conn,
+                              std::exception_ptr error, SlotState target) {
+  std::string failure;
+  if (!error && !conn)
+    error = std::make_exception_ptr(Error(ErrorCode::internal, "driver returned no connection"));
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const Error& e) {
+      failure = e.what();
+    } catch (const std::exception& e) {
+      failure = e.what();
+      error = std::make_exception_ptr(
+          Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + e.what()));
+    } catch (...) {
+      // A driver must throw reservoir::Error; whatever else it throws still frees the slot.
+      failure = "the driver threw something that is not a std::exception";
+      error = std::make_exception_ptr(
+          Error(ErrorCode::connect_failed, "pool '" + name_ + "': " + failure));
+    }
   }
   if (error) {
     {
@@ -669,10 +736,11 @@ void Engine::connect_reserved(Slot& slot, const Request& r, RealClock::time_poin
     if (!closed_.load()) log(LogLevel::warning, "pool '" + name_ + "': connect failed: " + failure);
     std::rethrow_exception(error);
   }
+  const bool custom = custom_user(r);
   const time_point t = now();
   slot.conn = std::move(conn);
-  slot.user = custom_user ? r.options->user : dsn_.user;
-  slot.password = custom_user ? r.options->password : dsn_.password;
+  slot.user = custom ? r.options->user : dsn_.user;
+  slot.password = custom ? r.options->password : dsn_.password;
   slot.user_hash.store(r.user_hash, std::memory_order_relaxed);
   slot.class_hash.store(0, std::memory_order_relaxed);
   slot.tag.clear();
@@ -777,7 +845,8 @@ void Engine::ensure_min_locked() noexcept {
 void Engine::schedule_retry_locked() noexcept {
   if (retry_scheduled_ || closed_.load()) return;
   retry_scheduled_ = true;
-  const auto at = std::max(backoff_.next_attempt(), RealClock::now() + std::chrono::milliseconds(1));
+  const auto at =
+      std::max(backoff_.next_attempt(), RealClock::now() + std::chrono::milliseconds(1));
   std::weak_ptr<Engine> weak = weak_from_this();
   Background::instance().post_at(at, [weak] {
     if (auto e = weak.lock()) {
@@ -798,7 +867,7 @@ void Engine::record_connect_failure_locked(const std::string& message) noexcept 
 // ---- release -------------------------------------------------------------------------------
 
 [[gnu::always_inline]] inline bool Engine::must_discard(Slot& slot, time_point t,
-                                                       CloseReason& why) noexcept {
+                                                        CloseReason& why) noexcept {
   Connection* c = slot.conn.get();
   if (c->broken()) {
     why = CloseReason::broken;
@@ -942,8 +1011,7 @@ void Engine::close_slot(Slot& slot, CloseReason why, bool refill) noexcept {
   move(slot, SlotState::closing, SlotState::empty);
   closed_by_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
   if (why != CloseReason::pool_closed) {
-    log(LogLevel::debug,
-        "pool '" + name_ + "': closed a connection (" + to_string(why) + ")");
+    log(LogLevel::debug, "pool '" + name_ + "': closed a connection (" + to_string(why) + ")");
     on_capacity_freed(refill);
   }
 }
@@ -987,8 +1055,19 @@ void Engine::enqueue(Waiter& w) noexcept {
 
 void Engine::dequeue(Waiter& w) noexcept {
   if (!w.queued) return;
+  const bool woken = w.signalled;
   queue_.remove(w);
   waiters_.fetch_sub(1);
+  // It held the one wake-up in flight (WaitQueue::wake_one): pass it on while the next waiter
+  // could get a connection, idle or newly opened.
+  if (woken && !queue_.empty() && (has_room() || any_idle())) queue_.wake_one(0, true);
+}
+
+bool Engine::any_idle() const noexcept {
+  const std::uint32_t n = slots_.size();
+  for (std::uint32_t i = 0; i < n; ++i)
+    if (slots_.at(i).state.load() == SlotState::idle) return true;
+  return false;
 }
 
 // ---- maintenance ---------------------------------------------------------------------------
@@ -1028,10 +1107,10 @@ void Engine::run_maintenance() {
         if (held >= leak_threshold_ns_ && !s.leak_reported.exchange(true)) {
           const std::source_location where = s.acquired_where.load(std::memory_order_relaxed);
           leaks_.fetch_add(1, std::memory_order_relaxed);
-          reports.push_back("pool '" + name_ + "': a connection acquired at " +
-                            where.file_name() + ":" + std::to_string(where.line()) +
-                            " has been held for " + ms_text(std::chrono::nanoseconds(held)) +
-                            " (leak_threshold " + ms_text(options_.leak_threshold) + ")");
+          reports.push_back("pool '" + name_ + "': a connection acquired at " + where.file_name() +
+                            ":" + std::to_string(where.line()) + " has been held for " +
+                            ms_text(std::chrono::nanoseconds(held)) + " (leak_threshold " +
+                            ms_text(options_.leak_threshold) + ")");
         }
         continue;
       }
@@ -1185,8 +1264,10 @@ std::string Engine::counters_text() const {
 void Engine::throw_timeout(std::chrono::milliseconds waited, bool fail_fast) {
   std::string msg = "pool '" + name_ + "': ";
   if (fail_fast) {
-    msg += "no connection can be had before the deadline (the database is unreachable and the "
-           "next connect attempt is due after it; " + counters_text() + ")";
+    msg +=
+        "no connection can be had before the deadline (the database is unreachable and the "
+        "next connect attempt is due after it; " +
+        counters_text() + ")";
   } else {
     msg += "no connection became free within " + std::to_string(waited.count()) + " ms (" +
            counters_text() + ")";
@@ -1250,9 +1331,10 @@ PoolOptions Engine::options() const {
   o.get_mode = get_mode_.load();
   o.wait_timeout = std::chrono::milliseconds(wait_timeout_ms_.load());
   const std::int64_t ping = ping_interval_ns_.load();
-  o.ping_interval = ping < 0 ? std::chrono::milliseconds(-1)
-                             : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::nanoseconds(ping));
+  o.ping_interval =
+      ping < 0
+          ? std::chrono::milliseconds(-1)
+          : std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::nanoseconds(ping));
   o.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::nanoseconds(idle_timeout_ns_.load()));
   o.max_lifetime = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1272,9 +1354,8 @@ void Engine::reconfigure(const PoolSettings& s) {
     if (s.get_mode) get_mode_.store(*s.get_mode);
     if (s.wait_timeout) wait_timeout_ms_.store(s.wait_timeout->count());
     if (s.ping_interval)
-      ping_interval_ns_.store(s.ping_interval->count() < 0
-                                  ? -1
-                                  : std::chrono::nanoseconds(*s.ping_interval).count());
+      ping_interval_ns_.store(
+          s.ping_interval->count() < 0 ? -1 : std::chrono::nanoseconds(*s.ping_interval).count());
     if (s.idle_timeout) idle_timeout_ns_.store(std::chrono::nanoseconds(*s.idle_timeout).count());
     if (s.max_lifetime) max_lifetime_ns_.store(std::chrono::nanoseconds(*s.max_lifetime).count());
     // Shrink: close idle connections above the new max now; busy ones go when released.

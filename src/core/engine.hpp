@@ -64,11 +64,20 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
   void run_maintenance();
 
- private:
-  struct Retirer {
-    void operator()(Engine* e) const noexcept;
-  };
-  // What an acquire asks for, resolved once.
+  // ---- For the front ends: an acquire that did not find an idle connection at once ----------
+  // The synchronous acquire and the asynchronous one (src/async) drive the same state machine,
+  // so both kinds of acquirer wait in one first-come-first-served queue under the same rules.
+  // The front end calls next_step() under mutex_ and carries out the step outside it:
+  //   check    prepare(slot) (ping, purity reset, session callback), then end_check() under
+  //            mutex_; true: finish_run() hands the lease out; false: next_step() again.
+  //   connect  open the reserved slot's connection (connect_reserved(), or the driver's
+  //            non-blocking ConnectOp and then adopt_connection()); on Error, connect_failed()
+  //            under mutex_ from the catch block (it rethrows or lets the acquirer go on); on
+  //            success set run.opened = slot under mutex_.
+  //   evict    close_slot(slot, CloseReason::shrink, false), then next_step().
+  //   wait     until the waiter is woken (cv, or its notify hook) or wake_at, then next_step().
+  // Any exception from the front end's own work: fail_step() under mutex_. A front end that
+  // gives up (cancellation) calls abandon_run(run, slot it owns or nullptr) without the lock.
   struct Request {
     const AcquireOptions* options = nullptr;
     std::uint64_t user_hash = 0;   // 0 in homogeneous pools
@@ -78,6 +87,75 @@ class Engine : public std::enable_shared_from_this<Engine> {
     bool plain = false;            // none of the above, purity self, no session callback
     ClassTable::Entry* cls = nullptr;
     std::source_location where;
+  };
+  // How well an idle slot fits a request; lower is better.
+  enum class Fit : std::uint8_t { exact, untagged, other_tag, none };
+  struct AcquireRun {
+    Request r;
+    GetMode mode = GetMode::wait;
+    RealClock::time_point start{}, deadline{};
+    Waiter w;
+    Fit normal_worst = Fit::other_tag;
+    bool look = true;        // look at idle connections on the next step
+    Slot* opened = nullptr;  // a connection this acquirer opened, to check as fresh
+  };
+  enum class StepKind : std::uint8_t { check, connect, evict, wait };
+  struct Step {
+    StepKind kind;
+    Slot* slot;
+    bool fresh;                     // check: a connection this acquirer opened
+    bool hit;                       // check: counts as a hit (an open connection was reused)
+    RealClock::time_point wake_at;  // wait
+  };
+  // The lock-free part of acquire(): an idle connection that fits, or an empty Lease. Builds the
+  // Request into r when it needs one (r.options stays null otherwise).
+  Lease try_idle(const AcquireOptions& options, std::source_location where, Request& r);
+  Request make_request(const AcquireOptions& options, std::source_location where);
+  void begin_run(AcquireRun& run, const Request& r, GetMode mode,
+                 std::chrono::milliseconds wait_timeout) noexcept;
+  GetMode default_get_mode() const noexcept { return get_mode_.load(std::memory_order_relaxed); }
+  std::chrono::milliseconds default_wait_timeout() const noexcept {
+    return std::chrono::milliseconds(wait_timeout_ms_.load(std::memory_order_relaxed));
+  }
+  Step next_step(AcquireRun& run);                       // REQUIRES(mutex_); throws (dequeued)
+  bool end_check(AcquireRun& run, bool ok) noexcept;     // REQUIRES(mutex_)
+  void fail_step(AcquireRun& run) noexcept;              // REQUIRES(mutex_)
+  void connect_failed(AcquireRun& run, const Error& e);  // REQUIRES(mutex_); in a catch block
+  Lease finish_run(AcquireRun& run, Slot& s, bool hit) noexcept;
+  void abandon_run(AcquireRun& run, Slot* owned) noexcept;  // takes mutex_
+  // Makes a slot this thread just took ready for the caller: lifetime, ping, class purity,
+  // session callback. Returns false if the connection was closed instead (the caller tries
+  // again). Throws what the session callback threw.
+  bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
+  // Whether prepare() would have nothing to do (no I/O): the async front end runs it inline then.
+  bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
+  time_point now() const noexcept;
+  std::mutex& mutex() noexcept { return mutex_; }
+  Driver& driver() const noexcept { return *driver_; }
+  const Dsn& dsn() const noexcept { return dsn_; }
+  bool custom_user(const Request& r) const noexcept {
+    return r.user_hash != 0 && !r.options->user.empty();
+  }
+  Dsn dsn_for(const Request& r) const;
+  std::chrono::milliseconds connect_timeout(RealClock::time_point deadline) const noexcept;
+  // Opens the connection for a slot this thread reserved. On success the slot is in_use.
+  // Throws the driver's error (after freeing the slot and recording the failure).
+  // target: in_use (this thread gets it) or idle (for the pool: handed to a waiter or kept).
+  void connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
+                        SlotState target);
+  // The second half of connect_reserved(), for a connection the front end opened itself (or
+  // the error it got): the same accounting, the same errors.
+  void adopt_connection(Slot& slot, const Request& r, std::unique_ptr<Connection> conn,
+                        std::exception_ptr error, SlotState target);
+  // Closes the connection of a slot this thread moved to closing, then empties it.
+  // refill = false: do not open replacements up to min (an eviction whose room is for the
+  // evicting acquirer).
+  void close_slot(Slot& slot, CloseReason why, bool refill = true) noexcept;
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  struct Retirer {
+    void operator()(Engine* e) const noexcept;
   };
   // One word that is 0 exactly when user, class and tag hashes are all 0, so that the fast
   // path compares one value.
@@ -90,8 +168,6 @@ class Engine : public std::enable_shared_from_this<Engine> {
                            s.tag_hash.load(std::memory_order_relaxed)),
                   std::memory_order_relaxed);
   }
-  // How well an idle slot fits a request; lower is better.
-  enum class Fit : std::uint8_t { exact, untagged, other_tag, none };
   struct PendingClose {
     Slot* slot;
     CloseReason reason;
@@ -100,60 +176,42 @@ class Engine : public std::enable_shared_from_this<Engine> {
   Engine(const PoolOptions& options, Dsn dsn, std::shared_ptr<Driver> driver);
   ~Engine();
 
-  time_point now() const noexcept;
   static std::int64_t ns(time_point t) noexcept { return t.time_since_epoch().count(); }
 
   // Moves slot from `from` to `to` if it is in `from`, keeping the counters in step.
   bool move(Slot& slot, SlotState from, SlotState to) noexcept;
 
-  Request make_request(const AcquireOptions& options, std::source_location where);
   Fit fit(const Slot& slot, const Request& r) const noexcept;
   // Takes the best-fitting idle slot no worse than `worst`, or nullptr.
   Slot* try_take_idle(const Request& r, Fit worst) noexcept;
-  // Makes a slot this thread just took ready for the caller: lifetime, ping, class purity,
-  // session callback. Returns false if the connection was closed instead (the caller tries
-  // again). Throws what the session callback threw.
-  bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
-  bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
   bool fresh_enough(const Slot& slot, time_point now) const noexcept;
   Lease hand_out(Slot& slot, std::source_location where, time_point now) noexcept;
   Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
-  // The lock-free part of acquire(): an idle connection that fits, or an empty Lease. Builds the
-  // Request into r when it needs one (r.options stays null otherwise).
-  Lease try_idle(const AcquireOptions& options, std::source_location where, Request& r);
   // Moves a slot this thread took (in_use, or revoked by close(true) meanwhile) to closing.
   bool take_for_close(Slot& slot) noexcept {
     return move(slot, SlotState::in_use, SlotState::closing) ||
            move(slot, SlotState::revoked, SlotState::closing);
   }
 
-  bool has_room() const noexcept;                 // REQUIRES(mutex_)
+  bool has_room() const noexcept;                   // REQUIRES(mutex_)
   bool may_connect(time_point now) const noexcept;  // REQUIRES(mutex_)
-  Slot* reserve_slot(bool extra);                 // REQUIRES(mutex_); empty -> connecting
-  // Opens the connection for a slot this thread reserved. On success the slot is in_use.
-  // Throws the driver's error (after freeing the slot and recording the failure).
-  // target: in_use (this thread gets it) or idle (for the pool: handed to a waiter or kept).
-  void connect_reserved(Slot& slot, const Request& r, RealClock::time_point deadline,
-                        SlotState target);
-  void open_in_background(std::uint32_t count);  // REQUIRES(mutex_)
-  void start_pending_locked() noexcept;          // REQUIRES(mutex_)
+  Slot* reserve_slot(bool extra);                   // REQUIRES(mutex_); empty -> connecting
+  void open_in_background(std::uint32_t count);     // REQUIRES(mutex_)
+  void start_pending_locked() noexcept;             // REQUIRES(mutex_)
   void finish_background_open(Slot* slot) noexcept;
-  void ensure_min_locked() noexcept;              // REQUIRES(mutex_)
-  void schedule_retry_locked() noexcept;          // REQUIRES(mutex_)
+  void ensure_min_locked() noexcept;      // REQUIRES(mutex_)
+  void schedule_retry_locked() noexcept;  // REQUIRES(mutex_)
   void schedule_maintenance() noexcept;
   // Whether a released connection must be closed instead of kept, and why. Rolls back or
   // resets the session first. Called by the slot's owner.
   bool must_discard(Slot& slot, time_point now, CloseReason& why) noexcept;
-  // Closes the connection of a slot this thread moved to closing, then empties it.
-  // refill = false: do not open replacements up to min (an eviction whose room is for the
-  // evicting acquirer).
-  void close_slot(Slot& slot, CloseReason why, bool refill = true) noexcept;
   void close_all(const std::vector<PendingClose>& closes) noexcept;
   void on_capacity_freed(bool refill) noexcept;       // takes mutex_
   void hand_off_or_wake(Slot& slot) noexcept;         // takes mutex_
   void hand_off_or_wake_locked(Slot& slot) noexcept;  // REQUIRES(mutex_)
   void enqueue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
   void dequeue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
+  bool any_idle() const noexcept;
   // Heterogeneous pools at max: closes the least recently used idle connection of another user.
   Slot* evict_other_user_locked(std::uint64_t user_hash) noexcept;  // REQUIRES(mutex_)
   void retire() noexcept;
@@ -163,10 +221,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::string counters_text() const;
   std::uint32_t count_slots(bool (*pred)(SlotState)) const noexcept;
   void log(LogLevel level, const std::string& message) const noexcept;
-  Dsn dsn_for(const Request& r) const;
 
   // --- Constant after construction ---------------------------------------------------------
-  const std::uint64_t id_;  // unique per engine in the process, for thread-local slot caches
+  const std::uint64_t id_;     // unique per engine in the process, for thread-local slot caches
   const PoolOptions options_;  // as created; the adjustable fields live in the atomics below
   const Dsn dsn_;
   const std::shared_ptr<Driver> driver_;
@@ -195,9 +252,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::atomic<std::uint32_t> waiters_{0};
   std::atomic<std::uint32_t> opened_{0};
   std::atomic<std::uint32_t> connecting_{0};
-  std::atomic<std::uint64_t> misses_{0}, waits_{0}, timeouts_{0}, exhausted_{0},
-      acquire_errors_{0}, creates_{0}, create_failures_{0}, ping_failures_{0}, leaks_{0},
-      slow_acquires_{0};
+  std::atomic<std::uint64_t> misses_{0}, waits_{0}, timeouts_{0}, exhausted_{0}, acquire_errors_{0},
+      creates_{0}, create_failures_{0}, ping_failures_{0}, leaks_{0}, slow_acquires_{0};
   std::array<std::atomic<std::uint64_t>, kCloseReasons> closed_by_{};
   std::atomic<std::int32_t> retire_refs_{0};
 

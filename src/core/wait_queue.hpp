@@ -1,6 +1,10 @@
 // src/core/wait_queue.hpp: the first-come-first-served queue of acquirers waiting for a
 // connection. Intrusive (each Waiter lives on its acquirer's stack), so waiting allocates
 // nothing. Not thread-safe by itself: the engine guards it with its mutex.
+//
+// One queue serves both front ends: a synchronous acquirer sleeps on its Waiter's condition
+// variable; an asynchronous one (src/async) sets `notify`, which the engine calls under its
+// mutex and which must only schedule the coroutine's resumption, never run it inline.
 #pragma once
 
 #include <chrono>
@@ -12,7 +16,10 @@ namespace reservoir::core {
 struct Slot;
 
 struct Waiter {
-  std::condition_variable cv;
+  std::condition_variable cv;  // synchronous acquirers sleep on it
+  // Asynchronous acquirers: called instead of cv.notify_one(), under the engine's mutex.
+  void (*notify)(Waiter&) noexcept = nullptr;
+  void* context = nullptr;                      // for notify
   std::chrono::steady_clock::time_point since;  // real time, for the starvation bound
   std::uint64_t user_hash = 0;  // heterogeneous pools: only this user's connections fit
   Slot* handed = nullptr;       // a releaser handed this waiter a connection
@@ -21,6 +28,14 @@ struct Waiter {
   Waiter* prev = nullptr;
   Waiter* next = nullptr;
   bool queued = false;
+
+  void wake() noexcept {
+    if (notify != nullptr) {
+      notify(*this);
+    } else {
+      cv.notify_one();
+    }
+  }
 };
 
 class WaitQueue {
@@ -32,7 +47,10 @@ class WaitQueue {
   void push(Waiter& w) noexcept {
     w.prev = tail_;
     w.next = nullptr;
-    if (tail_ != nullptr) tail_->next = &w; else head_ = &w;
+    if (tail_ != nullptr)
+      tail_->next = &w;
+    else
+      head_ = &w;
     tail_ = &w;
     w.queued = true;
     ++size_;
@@ -40,8 +58,14 @@ class WaitQueue {
 
   void remove(Waiter& w) noexcept {
     if (!w.queued) return;
-    if (w.prev != nullptr) w.prev->next = w.next; else head_ = w.next;
-    if (w.next != nullptr) w.next->prev = w.prev; else tail_ = w.prev;
+    if (w.prev != nullptr)
+      w.prev->next = w.next;
+    else
+      head_ = w.next;
+    if (w.next != nullptr)
+      w.next->prev = w.prev;
+    else
+      tail_ = w.prev;
     w.prev = w.next = nullptr;
     w.queued = false;
     --size_;
@@ -55,13 +79,19 @@ class WaitQueue {
     return nullptr;
   }
 
-  // Wakes the oldest waiter not yet woken (of the given user, or any when all_users).
+  // Wakes the oldest waiter (of the given user, or any when all_users), unless a wake-up that
+  // such a waiter would get is already on its way: then it does nothing. One woken waiter at a
+  // time (as Go's mutex has one `woken` flag): several releases in a row wake one waiter, not
+  // one each, because a releasing thread usually takes its connection back before the woken
+  // ones run, so the rest would wake for nothing. The engine passes the wake-up on when the
+  // woken waiter leaves the queue while connections are still free (Engine::dequeue).
   void wake_one(std::uint64_t user_hash, bool all_users) noexcept {
     for (Waiter* w = head_; w != nullptr; w = w->next) {
-      if (w->signalled || w->preparing || w->handed != nullptr) continue;
+      if (w->preparing || w->handed != nullptr) continue;
       if (!all_users && w->user_hash != user_hash) continue;
+      if (w->signalled) return;
       w->signalled = true;
-      w->cv.notify_one();
+      w->wake();
       return;
     }
   }
@@ -69,7 +99,7 @@ class WaitQueue {
   void wake_all() noexcept {
     for (Waiter* w = head_; w != nullptr; w = w->next) {
       w->signalled = true;
-      w->cv.notify_one();
+      w->wake();
     }
   }
 
