@@ -1,16 +1,18 @@
-// bench/pg_pool_bench.cpp: point queries on PostgreSQL (pgbench_accounts) through reservoir's pool,
-// beside dedicated connections, connect-per-request, SOCI's connection_pool and Poco's SessionPool.
-// Method and results: docs/benchmarks.md, "PostgreSQL point queries". Run it with scripts/bench-pg.
+// bench/db_pool_bench.cpp: point queries on PostgreSQL or MariaDB (pgbench_accounts) through
+// reservoir's pool, beside dedicated connections, connect-per-request, SOCI's connection_pool and
+// Poco's SessionPool. Method and results: docs/benchmarks.md, "PostgreSQL point queries" and
+// "MariaDB point queries". Run it with scripts/bench-pg or scripts/bench-mariadb.
 //
-// For every thread count N and subject, N threads loop {acquire; SELECT abalance FROM
+// --db chooses the database (postgresql, the default, or mariadb); everything else is the same
+// program. For every thread count N and subject, N threads loop {acquire; SELECT abalance FROM
 // pgbench_accounts WHERE aid = <random 1..rows>; release}: --warmup seconds not counted, then
 // --seconds counted; --rounds times, each with a fresh pool, the subjects' order rotating from
 // round to round. Ratios and targets use each subject's best round (medians beside). Subjects:
 //   reservoir   reservoir::Pool (min = max = --pool-size), `pool->acquire(); c->query(sql, key)`
-//   persistent  one reservoir PostgreSQL driver connection per thread, no pool (N <= pool size)
-//   soci        soci::connection_pool (--pool-size sessions, postgresql backend)
-//   poco        Poco::Data::SessionPool (min = max = --pool-size, PostgreSQL connector); get()
-//               throws when exhausted: counted as "exhausted" and retried after a yield
+//   persistent  one reservoir driver connection per thread, no pool (N <= pool size)
+//   soci        soci::connection_pool (--pool-size sessions, postgresql or mysql backend)
+//   poco        Poco::Data::SessionPool (min = max = --pool-size, PostgreSQL or MySQL connector);
+//               get() throws when exhausted: counted as "exhausted" and retried after a yield
 //   connect     connect-per-request through reservoir's driver: connect, query, close
 // Every pool opens all its connections before the warm-up, so connects are not measured (except,
 // by design, for `connect`).
@@ -45,22 +47,34 @@
 
 #include "reservoir/reservoir.hpp"
 
+// RESERVOIR_BENCH_HAVE_SOCI: SOCI's core with at least one of the backends below;
+// RESERVOIR_BENCH_HAVE_POCO: Poco Data with at least one of the connectors below.
 #ifdef RESERVOIR_BENCH_HAVE_SOCI
 // As in pool_bench.cpp: Debian's SOCI is configured with Boost, which only adds header-only
 // binding of Fusion sequences that this file does not use.
 #include <soci/soci-config.h>
 #undef SOCI_HAVE_BOOST
 #include <soci/connection-pool.h>
-#include <soci/postgresql/soci-postgresql.h>
 #include <soci/soci.h>
+#ifdef RESERVOIR_BENCH_HAVE_SOCI_POSTGRESQL
+#include <soci/postgresql/soci-postgresql.h>
+#endif
+#ifdef RESERVOIR_BENCH_HAVE_SOCI_MYSQL
+#include <soci/mysql/soci-mysql.h>
+#endif
 #endif
 
 #ifdef RESERVOIR_BENCH_HAVE_POCO
 #include <Poco/Data/DataException.h>
-#include <Poco/Data/PostgreSQL/Connector.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/SessionPool.h>
 #include <Poco/Exception.h>
+#ifdef RESERVOIR_BENCH_HAVE_POCO_POSTGRESQL
+#include <Poco/Data/PostgreSQL/Connector.h>
+#endif
+#ifdef RESERVOIR_BENCH_HAVE_POCO_MYSQL
+#include <Poco/Data/MySQL/Connector.h>
+#endif
 #endif
 
 namespace {
@@ -68,12 +82,37 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// The statement in each library's placeholder syntax.
-constexpr const char* kSqlDollar = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+constexpr const char* kProgram = "db_pool_bench";
+
+// --- The databases -------------------------------------------------------------------------------
+
+enum class Db { postgresql, mariadb };
+
+// What differs between the databases; everything else in this file is shared.
+struct Database {
+  const char* name;     // the --db value, and the scheme of reservoir's driver
+  const char* label;    // for the report
+  const char* dsn_env;  // where the DSN comes from when --dsn is not given
+  const char* server;   // what --server-pid names
+  const char* sql;      // the statement in reservoir's placeholder syntax (also Poco's)
+  const char* setup;    // how the data gets there, for the usage text
+};
+
+// SOCI uses its `:name` placeholders with every backend.
 [[maybe_unused]] constexpr const char* kSqlColon =
     "SELECT abalance FROM pgbench_accounts WHERE aid = :aid";
 
+constexpr Database kDatabases[] = {
+    {"postgresql", "PostgreSQL", "RESERVOIR_PG_DSN", "the postmaster",
+     "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+     "(pgbench -i -s 1 for 100000 rows); scripts/bench-pg sets everything up"},
+    {"mariadb", "MariaDB", "RESERVOIR_MARIADB_DSN", "mariadbd",
+     "SELECT abalance FROM pgbench_accounts WHERE aid = ?",
+     "(pgbench_accounts, 100000 rows); scripts/bench-mariadb sets everything up"},
+};
+
 struct Options {
+  Db db = Db::postgresql;
   std::string dsn;
   double seconds = 1.0;  // counted, per round
   double warmup = 0.3;   // per round, not counted
@@ -82,8 +121,10 @@ struct Options {
   int pool_size = 8;
   std::int64_t rows = 100'000;
   std::set<std::string> subjects = {"reservoir", "persistent", "soci", "poco", "connect"};
-  int server_pid = 0;      // the postmaster, for the server's CPU time; 0: not measured
+  int server_pid = 0;      // the server (see server_cpu_seconds); 0: not measured
   double max_other = 0.1;  // cores of other load above which a round is left out (see Result)
+
+  const Database& database() const { return kDatabases[static_cast<int>(db)]; }
 };
 
 // Connect-per-request is two orders of magnitude slower than everything else, so its ratio needs
@@ -152,11 +193,12 @@ class LatencyHistogram {
 // --- CPU accounting ----------------------------------------------------------------------------
 
 // Where the two cores went during a counted window: this process (the client side of every
-// subject), the PostgreSQL server (the postmaster and its children, when --server-pid names the
-// postmaster) and the whole machine, so that load from anything else shows up too.
+// subject), the server (when --server-pid names it: PostgreSQL's postmaster, whose children are
+// the backends, or MariaDB's one mariadbd process) and the whole machine, so that load from
+// anything else shows up too.
 struct CpuSample {
   double client_s = 0;   // user + system of this process
-  double server_s = -1;  // the postmaster, its live children and its reaped children; -1: unknown
+  double server_s = -1;  // the server, its live children and its reaped children; -1: unknown
   double machine_s = 0;  // all CPUs busy (not idle, not iowait), from /proc/stat
 };
 
@@ -179,10 +221,11 @@ bool read_proc_stat(const std::string& pid, std::vector<std::string>& fields) {
   return fields.size() == 15;
 }
 
-// The server's CPU: the postmaster's own and its reaped children's (cutime, cstime: so a
-// connection that ended inside the window still counts), plus every live child's. Taken again
-// while a child has exited but is not reaped yet (state Z: it shows no CPU time of its own any
-// more, nor is it in cutime yet) or was reaped during the scan (counted in neither place).
+// The server's CPU: the server process's own (all its threads: mariadbd serves every connection
+// on a thread of its own) and its reaped children's (cutime, cstime: so a PostgreSQL backend that
+// ended inside the window still counts), plus every live child's. Taken again while a child has
+// exited but is not reaped yet (state Z: it shows no CPU time of its own any more, nor is it in
+// cutime yet) or was reaped during the scan (counted in neither place).
 double server_cpu_seconds(int postmaster) {
   const std::string pm = std::to_string(postmaster);
   std::vector<std::string> f;
@@ -246,9 +289,12 @@ std::int64_t single_value(const reservoir::ResultSet& rs) {
   return rs[0][0].as<std::int64_t>();
 }
 
-std::shared_ptr<reservoir::Driver> postgresql_driver() {
-  auto driver = reservoir::find_driver("postgresql");
-  if (!driver) throw std::runtime_error("reservoir was built without the PostgreSQL driver");
+std::shared_ptr<reservoir::Driver> database_driver(const Options& o) {
+  auto driver = reservoir::find_driver(o.database().name);
+  if (!driver) {
+    throw std::runtime_error(std::string("reservoir was built without the ") + o.database().label +
+                             " driver");
+  }
   return driver;
 }
 
@@ -256,10 +302,10 @@ struct ReservoirSubject {
   static constexpr const char* kName = "reservoir";
   struct Local : LocalBase {};
 
-  explicit ReservoirSubject(const Options& o) {
+  explicit ReservoirSubject(const Options& o) : sql(o.database().sql) {
     reservoir::PoolOptions p;
     p.dsn = o.dsn;
-    p.name = "pg_pool_bench";
+    p.name = kProgram;
     p.min = static_cast<std::uint32_t>(o.pool_size);
     p.max = static_cast<std::uint32_t>(o.pool_size);
     p.fail_fast = true;
@@ -272,7 +318,7 @@ struct ReservoirSubject {
     try {
       pool->close(/*force=*/true);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "pg_pool_bench: closing the reservoir pool: %s\n", e.what());
+      std::fprintf(stderr, "%s: closing the reservoir pool: %s\n", kProgram, e.what());
     }
   }
 
@@ -286,9 +332,10 @@ struct ReservoirSubject {
 
   std::int64_t query(Local&, std::int64_t key) {
     auto c = pool->acquire();
-    return single_value(c->query(kSqlDollar, key));
+    return single_value(c->query(sql, key));
   }
 
+  const char* sql;
   std::shared_ptr<reservoir::Pool> pool;
 };
 
@@ -300,7 +347,7 @@ struct PersistentSubject {
   };
 
   explicit PersistentSubject(const Options& o)
-      : driver(postgresql_driver()), dsn(reservoir::Dsn::parse(o.dsn)) {}
+      : driver(database_driver(o)), dsn(reservoir::Dsn::parse(o.dsn)), sql(o.database().sql) {}
 
   Local make_local() {
     Local l;
@@ -310,35 +357,37 @@ struct PersistentSubject {
 
   std::int64_t query(Local& l, std::int64_t key) {
     if (!l.conn || l.conn->broken()) l.conn = driver->connect(dsn, 10s);
-    return single_value(l.conn->query(kSqlDollar, key));
+    return single_value(l.conn->query(sql, key));
   }
 
   std::shared_ptr<reservoir::Driver> driver;
   reservoir::Dsn dsn;
+  const char* sql;
 };
 
-// What a pool saves: every request opens (TCP, SCRAM authentication, a new server process) and
-// closes its own connection.
+// What a pool saves: every request opens (TCP, authentication; on PostgreSQL a new server
+// process) and closes its own connection.
 struct ConnectSubject {
   static constexpr const char* kName = "connect";
   struct Local : LocalBase {};
 
   explicit ConnectSubject(const Options& o)
-      : driver(postgresql_driver()), dsn(reservoir::Dsn::parse(o.dsn)) {}
+      : driver(database_driver(o)), dsn(reservoir::Dsn::parse(o.dsn)), sql(o.database().sql) {}
 
   Local make_local() { return {}; }
 
   std::int64_t query(Local&, std::int64_t key) {
     const auto conn = driver->connect(dsn, 10s);
-    return single_value(conn->query(kSqlDollar, key));
+    return single_value(conn->query(sql, key));
   }
 
   std::shared_ptr<reservoir::Driver> driver;
   reservoir::Dsn dsn;
+  const char* sql;
 };
 
-// libpq keyword/value form of the DSN, for SOCI and Poco.
-std::string libpq_conninfo(const std::string& dsn_text) {
+// libpq keyword/value form of the DSN, for SOCI and Poco on PostgreSQL.
+[[maybe_unused]] std::string libpq_conninfo(const std::string& dsn_text) {
   const reservoir::Dsn d = reservoir::Dsn::parse(dsn_text);
   auto quote = [](const std::string& v) {
     std::string out = "'";
@@ -364,15 +413,65 @@ std::string libpq_conninfo(const std::string& dsn_text) {
   return s;
 }
 
+// The DSN as `key=value` pairs joined by `separator`, for SOCI's MySQL backend (" ") and Poco's
+// MySQL connector (";"). Neither has a quoting rule to rely on, so values holding a separator,
+// a quote or '=' are refused (the fixture's are plain: its passwords are hex).
+[[maybe_unused]] std::string mysql_pairs(const std::string& dsn_text, char separator) {
+  const reservoir::Dsn d = reservoir::Dsn::parse(dsn_text);
+  std::string s;
+  auto add = [&](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    if (value.find_first_of(std::string(" ;='\"") + separator) != std::string::npos) {
+      throw std::runtime_error(std::string("DSN value for ") + key + " holds " +
+                               "characters SOCI or Poco cannot take");
+    }
+    if (!s.empty()) s += separator;
+    s += key;
+    s += '=';
+    s += value;
+  };
+  add("host", d.host);
+  add("port", d.port != 0 ? std::to_string(d.port) : std::string());
+  add("db", d.database);
+  add("user", d.user);
+  add("password", d.password);
+  return s;
+}
+
 #ifdef RESERVOIR_BENCH_HAVE_SOCI
+// SOCI's backend for a database and its connect string; nullptr if that backend was not found.
+const soci::backend_factory* soci_backend(Db db) {
+  switch (db) {
+    case Db::postgresql:
+#ifdef RESERVOIR_BENCH_HAVE_SOCI_POSTGRESQL
+      return &soci::postgresql;
+#else
+      return nullptr;
+#endif
+    case Db::mariadb:
+#ifdef RESERVOIR_BENCH_HAVE_SOCI_MYSQL
+      return &soci::mysql;
+#else
+      return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+std::string soci_connect_string(const Options& o) {
+  return o.db == Db::postgresql ? libpq_conninfo(o.dsn) : mysql_pairs(o.dsn, ' ');
+}
+
 struct SociSubject {
   static constexpr const char* kName = "soci";
   struct Local : LocalBase {};
 
   explicit SociSubject(const Options& o) : pool(static_cast<std::size_t>(o.pool_size)) {
-    const std::string conninfo = libpq_conninfo(o.dsn);
+    const soci::backend_factory* backend = soci_backend(o.db);
+    if (backend == nullptr) throw std::runtime_error("SOCI was built without this backend");
+    const std::string connect = soci_connect_string(o);
     for (int i = 0; i < o.pool_size; ++i)
-      pool.at(static_cast<std::size_t>(i)).open(soci::postgresql, conninfo);
+      pool.at(static_cast<std::size_t>(i)).open(*backend, connect);
   }
 
   Local make_local() { return {}; }
@@ -392,14 +491,57 @@ struct SociSubject {
 };
 #endif
 
+[[maybe_unused]] bool soci_available(Db db) {
+#ifdef RESERVOIR_BENCH_HAVE_SOCI
+  return soci_backend(db) != nullptr;
+#else
+  (void)db;
+  return false;
+#endif
+}
+
 #ifdef RESERVOIR_BENCH_HAVE_POCO
+// Registers Poco's connector for a database (once) and returns its key; empty if that connector
+// was not found.
+std::string poco_connector(Db db) {
+  static std::once_flag once[std::size(kDatabases)];
+  switch (db) {
+    case Db::postgresql:
+#ifdef RESERVOIR_BENCH_HAVE_POCO_POSTGRESQL
+      std::call_once(once[0], [] { Poco::Data::PostgreSQL::Connector::registerConnector(); });
+      return Poco::Data::PostgreSQL::Connector::KEY;
+#else
+      return {};
+#endif
+    case Db::mariadb:
+#ifdef RESERVOIR_BENCH_HAVE_POCO_MYSQL
+      std::call_once(once[1], [] { Poco::Data::MySQL::Connector::registerConnector(); });
+      return Poco::Data::MySQL::Connector::KEY;
+#else
+      return {};
+#endif
+  }
+  return {};
+}
+
+std::string poco_connect_string(const Options& o) {
+  if (o.db == Db::postgresql) return libpq_conninfo(o.dsn);
+  return mysql_pairs(o.dsn, ';') + ";compress=false;auto-reconnect=false";
+}
+
+std::string poco_connector_or_throw(Db db) {
+  std::string key = poco_connector(db);
+  if (key.empty()) throw std::runtime_error("Poco was built without this connector");
+  return key;
+}
+
 struct PocoSubject {
   static constexpr const char* kName = "poco";
   struct Local : LocalBase {};
 
   explicit PocoSubject(const Options& o)
-      : pool((register_connector(), Poco::Data::PostgreSQL::Connector::KEY), libpq_conninfo(o.dsn),
-             o.pool_size, o.pool_size) {
+      : sql(o.database().sql),
+        pool(poco_connector_or_throw(o.db), poco_connect_string(o), o.pool_size, o.pool_size) {
     std::vector<Poco::Data::Session> warm;
     for (int i = 0; i < o.pool_size; ++i) warm.push_back(pool.get());
   }
@@ -415,7 +557,7 @@ struct PocoSubject {
       Poco::Data::Session s = get(l);
       int aid = static_cast<int>(key);
       int balance = -1;
-      s << kSqlDollar, into(balance), use(aid), now;
+      s << sql, into(balance), use(aid), now;
       if (balance == -1) throw std::runtime_error("poco: no row");
       return balance;
     } catch (const Poco::Exception& e) {
@@ -436,14 +578,19 @@ struct PocoSubject {
     }
   }
 
-  static void register_connector() {
-    static std::once_flag once;
-    std::call_once(once, [] { Poco::Data::PostgreSQL::Connector::registerConnector(); });
-  }
-
+  std::string sql;
   Poco::Data::SessionPool pool;
 };
 #endif
+
+[[maybe_unused]] bool poco_available(Db db) {
+#ifdef RESERVOIR_BENCH_HAVE_POCO
+  return !poco_connector(db).empty();
+#else
+  (void)db;
+  return false;
+#endif
+}
 
 // --- The timing loop -----------------------------------------------------------------------------
 
@@ -551,7 +698,8 @@ Round run_round(const Options& o, int n, std::uint64_t seed) {
         }
         local->exhausted = 0;
       }
-      // pgbench -i sets every abalance to 0; anything else means the wrong data was read.
+      // pgbench -i (and scripts/bench-mariadb's load) sets every abalance to 0; anything else
+      // means the wrong data was read.
       if (sink != 0) fail("abalance is not 0: not the data of a fresh pgbench -i");
     });
   }
@@ -645,7 +793,7 @@ std::string us(std::uint64_t ns) { return fixed(static_cast<double>(ns) / 1e3, 0
 
 void print_round(const Result& res, std::size_t index) {
   const Round& r = res.rounds[index];
-  std::fprintf(stderr, "pg_pool_bench: N=%-3d %-10s round %zu: ", res.threads, res.subject.c_str(),
+  std::fprintf(stderr, "%s: N=%-3d %-10s round %zu: ", kProgram, res.threads, res.subject.c_str(),
                index + 1);
   if (!r.ran) {
     std::fprintf(stderr, "not run: %s\n", r.note.c_str());
@@ -732,12 +880,12 @@ void report(const Options& o, const std::vector<Result>& results) {
       "programs on the machine) is left out while two or more undisturbed ones remain. errors:\n"
       "all rounds, warm-up included. exhausted: Poco's failed get()s (each retried). Latency:\n"
       "acquire + query + release in microseconds. client, server: CPU microseconds per query in\n"
-      "this process and in the PostgreSQL server. other: cores busy with anything else.\n\n"
+      "this process and in the %s server. other: cores busy with anything else.\n\n"
       "|   N | subject    |      best |    median |   slowest | rounds | errors | exhausted | "
       "p50 us | p99 us |   max us | client | server | other | note |\n"
       "|----:|------------|----------:|----------:|----------:|-------:|-------:|----------:|"
       "-------:|-------:|---------:|-------:|-------:|------:|------|\n",
-      o.max_other);
+      o.max_other, o.database().label);
   for (const Result& r : results) print_result(r);
 
   auto find = [&](const char* subject, int n) -> const Result* {
@@ -829,25 +977,29 @@ std::vector<std::string> split(const std::string& s) {
 [[noreturn]] void usage(int status) {
   std::fprintf(
       status == 0 ? stdout : stderr,
-      "usage: pg_pool_bench [--dsn postgresql://user:pw@127.0.0.1:PORT/db] [--seconds 1]\n"
+      "usage: db_pool_bench [--db postgresql|mariadb]\n"
+      "                     [--dsn postgresql://user:pw@127.0.0.1:PORT/db] [--seconds 1]\n"
       "                     [--warmup 0.3] [--rounds 6] [--threads 4,8,16,64] [--pool-size 8]\n"
       "                     [--rows 100000] [--subjects reservoir,persistent,soci,poco,connect]\n"
-      "                     [--server-pid POSTMASTER_PID] [--max-other-load 0.1]\n"
+      "                     [--server-pid SERVER_PID] [--max-other-load 0.1]\n"
       "Per thread count, each subject runs --rounds times (connect at most 2), the order "
       "rotating,\n"
       "each time with a fresh pool: --warmup seconds not counted, then --seconds counted. Ratios\n"
       "and targets use the best round of each subject; medians are shown beside them. Rounds\n"
       "with more than --max-other-load cores used by other programs are left out while two or\n"
-      "more undisturbed ones remain (--server-pid names the postmaster, so that the server's\n"
-      "CPU is not taken for other load).\n"
-      "The DSN defaults to $RESERVOIR_PG_DSN. The database must hold pgbench's tables\n"
-      "(pgbench -i -s 1 for 100000 rows); scripts/bench-pg sets everything up.\n");
+      "more undisturbed ones remain (--server-pid names the server, so that the server's\n"
+      "CPU is not taken for other load: PostgreSQL's postmaster, or mariadbd).\n"
+      "--db postgresql (the default): the DSN defaults to $RESERVOIR_PG_DSN. The database must\n"
+      "hold pgbench's tables (pgbench -i -s 1 for 100000 rows); scripts/bench-pg sets everything\n"
+      "up. --db mariadb: the DSN (mariadb://...) defaults to $RESERVOIR_MARIADB_DSN; the table\n"
+      "pgbench_accounts(aid, bid, abalance, filler) with rows 1..100000 and abalance 0;\n"
+      "scripts/bench-mariadb sets everything up.\n");
   std::exit(status);
 }
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  if (const char* env = std::getenv("RESERVOIR_PG_DSN")) o.dsn = env;
+  bool dsn_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") usage(0);
@@ -856,6 +1008,16 @@ Options parse_options(int argc, char** argv) {
     try {
       if (arg == "--dsn") {
         o.dsn = value;
+        dsn_given = true;
+      } else if (arg == "--db") {
+        const auto* db =
+            std::ranges::find_if(kDatabases, [&](const Database& d) { return value == d.name; });
+        if (db == std::end(kDatabases)) {
+          std::fprintf(stderr, "%s: unknown database %s (postgresql or mariadb)\n", kProgram,
+                       value.c_str());
+          std::exit(2);
+        }
+        o.db = static_cast<Db>(db - std::begin(kDatabases));
       } else if (arg == "--seconds") {
         o.seconds = std::stod(value);
       } else if (arg == "--warmup") {
@@ -877,7 +1039,7 @@ Options parse_options(int argc, char** argv) {
         o.subjects.clear();
         for (const auto& s : split(value)) {
           if (std::ranges::find(kSubjects, s) == std::end(kSubjects)) {
-            std::fprintf(stderr, "pg_pool_bench: unknown subject %s\n", s.c_str());
+            std::fprintf(stderr, "%s: unknown subject %s\n", kProgram, s.c_str());
             std::exit(2);
           }
           o.subjects.insert(s);
@@ -886,20 +1048,22 @@ Options parse_options(int argc, char** argv) {
         usage(2);
       }
     } catch (const std::logic_error&) {  // stoi and friends
-      std::fprintf(stderr, "pg_pool_bench: bad value for %s: %s\n", arg.c_str(), value.c_str());
+      std::fprintf(stderr, "%s: bad value for %s: %s\n", kProgram, arg.c_str(), value.c_str());
       std::exit(2);
     }
   }
+  if (!dsn_given) {
+    if (const char* env = std::getenv(o.database().dsn_env)) o.dsn = env;
+  }
   if (o.dsn.empty()) {
-    std::fprintf(stderr, "pg_pool_bench: no DSN (--dsn or RESERVOIR_PG_DSN)\n");
+    std::fprintf(stderr, "%s: no DSN (--dsn or %s)\n", kProgram, o.database().dsn_env);
     usage(2);
   }
   if (o.seconds <= 0 || o.warmup < 0 || o.rounds < 1 || o.pool_size < 1 || o.rows < 1 ||
       o.threads.empty() ||
       std::ranges::any_of(o.threads, [](int t) { return t < 1 || t > 1024; })) {
-    std::fprintf(stderr,
-                 "pg_pool_bench: --seconds, --rounds, --pool-size, --rows or --threads out of "
-                 "range\n");
+    std::fprintf(stderr, "%s: --seconds, --rounds, --pool-size, --rows or --threads out of range\n",
+                 kProgram);
     std::exit(2);
   }
   return o;
@@ -917,23 +1081,31 @@ int main(int argc, char** argv) {
   const Options o = parse_options(argc, argv);
   std::string redacted;
   try {
-    redacted = reservoir::Dsn::parse(o.dsn).redacted();
+    const reservoir::Dsn dsn = reservoir::Dsn::parse(o.dsn);
+    redacted = dsn.redacted();
+    if (dsn.scheme != o.database().name) {
+      std::fprintf(stderr, "%s: --db %s but the DSN is %s\n", kProgram, o.database().name,
+                   redacted.c_str());
+      return 2;
+    }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pg_pool_bench: %s\n", e.what());
+    std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
     return 2;
   }
 
   std::printf(
-      "pg_pool_bench: %s; pool size %d; per thread count and subject %d round(s) of %.1f s "
+      "%s: %s; pool size %d; per thread count and subject %d round(s) of %.1f s "
       "warm-up + %.1f s counted; keys 1..%lld; %u hardware threads\n",
-      redacted.c_str(), o.pool_size, o.rounds, o.warmup, o.seconds, static_cast<long long>(o.rows),
-      std::thread::hardware_concurrency());
-#ifndef RESERVOIR_BENCH_HAVE_SOCI
-  std::printf("pg_pool_bench: built without SOCI's postgresql backend: soci left out\n");
-#endif
-#ifndef RESERVOIR_BENCH_HAVE_POCO
-  std::printf("pg_pool_bench: built without Poco's DataPostgreSQL: poco left out\n");
-#endif
+      kProgram, redacted.c_str(), o.pool_size, o.rounds, o.warmup, o.seconds,
+      static_cast<long long>(o.rows), std::thread::hardware_concurrency());
+  if (!soci_available(o.db)) {
+    std::printf("%s: built without SOCI's %s backend: soci left out\n", kProgram,
+                o.db == Db::postgresql ? "postgresql" : "mysql");
+  }
+  if (!poco_available(o.db)) {
+    std::printf("%s: built without Poco's %s: poco left out\n", kProgram,
+                o.db == Db::postgresql ? "DataPostgreSQL" : "DataMySQL");
+  }
   std::fflush(stdout);
 
   std::vector<Result> results;
@@ -945,12 +1117,8 @@ int main(int argc, char** argv) {
       const std::string name = kSubjects[s];
       if (!o.subjects.contains(name)) continue;
       if (name == "persistent" && n > o.pool_size) continue;
-#ifndef RESERVOIR_BENCH_HAVE_SOCI
-      if (name == "soci") continue;
-#endif
-#ifndef RESERVOIR_BENCH_HAVE_POCO
-      if (name == "poco") continue;
-#endif
+      if (name == "soci" && !soci_available(o.db)) continue;
+      if (name == "poco" && !poco_available(o.db)) continue;
       order.push_back(s);
     }
     const std::size_t first = results.size();
