@@ -1,16 +1,16 @@
-// postgresql_connection.cpp: statements over the extended protocol, typed values, transactions,
-// session reset and an LRU cache of server-side prepared statements on one libpq connection.
+// postgresql_connection.cpp: statements over the extended protocol, transactions, session reset
+// and an LRU cache of server-side prepared statements on one libpq connection; the steps the
+// non-blocking statement (postgresql_statement_op.cpp) shares. Values: postgresql_codec.cpp.
 #include "drivers/postgresql/postgresql_connection.hpp"
 
 #include <libpq-fe.h>
 
-#include <charconv>
-#include <cmath>
-#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "drivers/postgresql/postgresql_codec.hpp"
 #include "drivers/postgresql/postgresql_io.hpp"
 #include "drivers/postgresql/postgresql_sql.hpp"
 #include "reservoir/error.hpp"
@@ -18,215 +18,8 @@
 namespace reservoir::drivers {
 namespace {
 
-// Type OIDs from PostgreSQL's pg_type.h (stable across versions; the server headers are not
-// part of libpq-dev).
-constexpr Oid kBoolOid = 16;
-constexpr Oid kByteaOid = 17;
-constexpr Oid kNameOid = 19;
-constexpr Oid kInt8Oid = 20;
-constexpr Oid kInt2Oid = 21;
-constexpr Oid kInt4Oid = 23;
-constexpr Oid kTextOid = 25;
-constexpr Oid kFloat4Oid = 700;
-constexpr Oid kFloat8Oid = 701;
-constexpr Oid kBpcharOid = 1042;
-constexpr Oid kVarcharOid = 1043;
-
 // The protocol counts parameters in 16 bits.
 constexpr std::size_t kMaxParams = 65535;
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const noexcept { PQclear(r); }
-};
-using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
-
-// Parameters in the arrays PQexecParams / PQexecPrepared take.
-struct EncodedParams {
-  std::vector<Oid> types;
-  std::vector<const char*> values;
-  std::vector<int> lengths;
-  std::vector<int> formats;
-  std::vector<std::string> text;  // rendered numbers and booleans
-  std::vector<Bytes> blobs;       // bytes parameters (Value hands them out only as copies)
-};
-
-std::string render_double(double d) {
-  if (std::isnan(d)) return "NaN";
-  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
-  char buf[32];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);  // shortest exact form
-  return std::string(buf, ec == std::errc() ? end : buf);
-}
-
-// Fills p and appends one letter per parameter type to signature: statements prepared with
-// other parameter types are other statements.
-void encode_params(std::span<const Value> params, EncodedParams& p, std::string& signature) {
-  const std::size_t n = params.size();
-  p.types.reserve(n);
-  p.values.reserve(n);
-  p.lengths.reserve(n);
-  p.formats.reserve(n);
-  p.text.reserve(n);  // never reallocated: values points into these strings
-  for (std::size_t i = 0; i < n; ++i) {
-    const Value& v = params[i];
-    Oid type = 0;
-    const char* value = nullptr;
-    int length = 0;
-    int format = 0;
-    char letter = 'u';
-    switch (v.type()) {
-      case ValueType::null:  // unknown: the server takes the type from the context
-        break;
-      case ValueType::boolean:
-        type = kBoolOid;
-        value = v.as<bool>() ? "t" : "f";
-        letter = 'b';
-        break;
-      case ValueType::integer:
-        type = kInt8Oid;
-        value = p.text.emplace_back(std::to_string(v.as<std::int64_t>())).c_str();
-        letter = 'i';
-        break;
-      case ValueType::real:
-        type = kFloat8Oid;
-        value = p.text.emplace_back(render_double(v.as<double>())).c_str();
-        letter = 'd';
-        break;
-      case ValueType::text: {
-        // Unknown rather than text: "WHERE day = $1" with '2024-01-31' then compares dates, and
-        // text goes into json, uuid, numeric, ... columns without a cast.
-        const auto s = v.as<std::string_view>();
-        if (s.find('\0') != std::string_view::npos) {
-          throw Error(ErrorCode::invalid_argument,
-                      "postgresql: text parameter $" + std::to_string(i + 1) +
-                          " holds a NUL byte, which PostgreSQL text cannot store; pass bytes");
-        }
-        value = s.data();  // the Value's own std::string: NUL-terminated
-        break;
-      }
-      case ValueType::bytes: {
-        type = kByteaOid;
-        format = 1;  // binary: the bytes as they are, no escaping
-        if (p.blobs.empty()) p.blobs.reserve(n);
-        const Bytes& b = p.blobs.emplace_back(v.as<Bytes>());
-        if (b.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-          throw Error(
-              ErrorCode::invalid_argument,
-              "postgresql: bytes parameter $" + std::to_string(i + 1) + " is larger than 2 GiB");
-        }
-        // A null pointer would be NULL, so an empty value points at an empty string.
-        value = b.empty() ? "" : reinterpret_cast<const char*>(b.data());
-        length = static_cast<int>(b.size());
-        letter = 'x';
-        break;
-      }
-    }
-    p.types.push_back(type);
-    p.values.push_back(value);
-    p.lengths.push_back(length);
-    p.formats.push_back(format);
-    signature += letter;
-  }
-}
-
-Value decode_value(const PGresult* res, int row, int col, Oid type) {
-  const char* text = PQgetvalue(res, row, col);
-  const auto length = static_cast<std::size_t>(PQgetlength(res, row, col));
-  const std::string_view s(text, length);
-  switch (type) {
-    case kBoolOid:
-      return Value(s == "t");
-    case kInt2Oid:
-    case kInt4Oid:
-    case kInt8Oid: {
-      std::int64_t v = 0;
-      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec == std::errc() && end == s.data() + s.size()) return Value(v);
-      break;
-    }
-    case kFloat4Oid:
-    case kFloat8Oid: {
-      if (s == "NaN") return Value(std::numeric_limits<double>::quiet_NaN());
-      if (s == "Infinity") return Value(std::numeric_limits<double>::infinity());
-      if (s == "-Infinity") return Value(-std::numeric_limits<double>::infinity());
-      double v = 0;
-      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec == std::errc() && end == s.data() + s.size()) return Value(v);
-      break;
-    }
-    case kByteaOid: {
-      // Both the hex (\x...) and the old escape output formats, whichever bytea_output says.
-      std::size_t n = 0;
-      unsigned char* raw = PQunescapeBytea(reinterpret_cast<const unsigned char*>(text), &n);
-      if (raw == nullptr) throw std::bad_alloc();
-      const auto* p = reinterpret_cast<const std::byte*>(raw);
-      Bytes bytes(p, p + n);
-      PQfreemem(raw);
-      return Value(std::move(bytes));
-    }
-    default:  // text types, and the text form of every other type
-      break;
-  }
-  return Value(std::string(s));
-}
-
-bool starts_with(std::string_view s, std::string_view prefix) noexcept {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
-// Rows changed, from the command tag: INSERT, UPDATE, DELETE, MERGE, COPY and CREATE TABLE AS
-// count; a query's row count (SELECT n, FETCH n, MOVE n) does not.
-std::uint64_t affected_rows(PGresult* res) {
-  const std::string_view tag = PQcmdStatus(res);
-  if ((PQresultStatus(res) == PGRES_TUPLES_OK && starts_with(tag, "SELECT")) ||
-      starts_with(tag, "FETCH") || starts_with(tag, "MOVE")) {
-    return 0;
-  }
-  const std::string_view count = PQcmdTuples(res);
-  std::uint64_t n = 0;
-  std::from_chars(count.data(), count.data() + count.size(), n);
-  return n;
-}
-
-ResultSet to_result_set(const PGresult* res, std::uint64_t affected) {
-  const int columns = PQnfields(res);
-  const int rows = PQntuples(res);
-  std::vector<std::string> names;
-  std::vector<Oid> types;
-  names.reserve(static_cast<std::size_t>(columns));
-  types.reserve(static_cast<std::size_t>(columns));
-  for (int c = 0; c < columns; ++c) {
-    const char* name = PQfname(res, c);
-    names.emplace_back(name != nullptr ? name : "");
-    types.push_back(PQftype(res, c));
-  }
-  std::vector<Row> out;
-  out.reserve(static_cast<std::size_t>(rows));
-  for (int r = 0; r < rows; ++r) {
-    std::vector<Value> values;
-    values.reserve(static_cast<std::size_t>(columns));
-    for (int c = 0; c < columns; ++c) {
-      values.push_back(PQgetisnull(res, r, c)
-                           ? Value()
-                           : decode_value(res, r, c, types[static_cast<std::size_t>(c)]));
-    }
-    out.emplace_back(std::move(values));
-  }
-  return ResultSet(std::move(names), std::move(out), affected);
-}
-
-std::string field(const PGresult* res, int code) {
-  const char* f = res != nullptr ? PQresultErrorField(res, code) : nullptr;
-  return f != nullptr ? std::string(f) : std::string();
-}
-
-bool ok_status(ExecStatusType s) noexcept {
-  return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_EMPTY_QUERY;
-}
-
-bool is_copy(ExecStatusType s) noexcept {
-  return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
-}
 
 void discard_notice(void*, const char*) {}
 
@@ -301,7 +94,7 @@ void PostgresConnection::ping(std::chrono::milliseconds timeout) {
   bool ok = false;
   std::string error;
   while (PGresult* raw = PQgetResult(conn_)) {
-    const ResultPtr res(raw);
+    const pg::ResultPtr res(raw);
     if (PQresultStatus(raw) == PGRES_EMPTY_QUERY) {
       ok = true;
     } else if (error.empty()) {
@@ -321,8 +114,8 @@ void PostgresConnection::reset() {
   cache_forget();
 }
 
-std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Value> params,
-                                      ResultSet* out) {
+void PostgresConnection::check_statement(std::string_view sql,
+                                         std::span<const Value> params) const {
   ensure_usable();
   if (params.size() > kMaxParams) {
     throw Error(ErrorCode::invalid_argument, "postgresql: " + std::to_string(params.size()) +
@@ -331,64 +124,92 @@ std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Valu
   if (sql.find('\0') != std::string_view::npos) {
     throw Error(ErrorCode::invalid_argument, "postgresql: the SQL text holds a NUL byte");
   }
-  if (!pending_deallocations_.empty()) run_pending_deallocations();
+}
 
-  EncodedParams p;
+bool PostgresConnection::cacheable(std::string_view sql) const noexcept {
+  return cache_capacity_ > 0 && sql.size() <= kMaxCachedSqlSize;
+}
+
+PostgresConnection::Route PostgresConnection::route(std::string_view sql, std::size_t n_params,
+                                                    bool cacheable) const {
+  const pg::SqlScan scan = pg::scan_sql(sql);
+  if (n_params == 0 && scan.several_statements) return Route::script;
+  // Checked here, not left to the server: its error would abort an open transaction.
+  // PREPARE and CREATE (FUNCTION ... BEGIN ATOMIC) may hold $N of their own.
+  const bool own_placeholders = n_params == 0 && (pg::starts_with_keyword(sql, "prepare") ||
+                                                  pg::starts_with_keyword(sql, "create"));
+  if (scan.max_placeholder != n_params && !own_placeholders) {
+    throw Error(ErrorCode::invalid_argument,
+                "postgresql: statement has " + std::to_string(scan.max_placeholder) +
+                    " placeholders ($1..$N), got " + std::to_string(n_params) +
+                    " parameters: " + pg::shorten_sql(sql));
+  }
+  return cacheable ? Route::prepare : Route::unnamed;
+}
+
+std::string PostgresConnection::next_statement_name() {
+  return "rsv_" + std::to_string(++statement_counter_);
+}
+
+void PostgresConnection::check_prepared(const pg_result* res, std::string_view sql) {
+  if (res == nullptr || PQresultStatus(res) != PGRES_COMMAND_OK) fail(res, sql);
+}
+
+bool PostgresConnection::forget_failed_statement(const pg_result* res, const std::string& key,
+                                                 bool hit, bool was_idle, int attempt) {
+  if (res == nullptr || PQresultStatus(res) != PGRES_FATAL_ERROR || broken()) return false;
+  // The server forgot the statement (DEALLOCATE or DISCARD outside our knowledge), or a
+  // schema change altered its result columns: prepare it again. Without an open
+  // transaction nothing was lost and the statement simply runs again.
+  const std::string state = pg::field(res, PG_DIAG_SQLSTATE);
+  const bool unknown = state == "26000";
+  const bool stale =
+      state == "0A000" &&
+      pg::field(res, PG_DIAG_MESSAGE_PRIMARY).find("cached plan") != std::string::npos;
+  if (!unknown && !stale) return false;
+  cache_erase(key, /*deallocate=*/stale);
+  return hit && was_idle && attempt == 0;
+}
+
+std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Value> params,
+                                      ResultSet* out) {
+  check_statement(sql, params);
+  run_pending_deallocations();
+
+  pg::EncodedParams p;
   // The key doubles as the NUL-terminated SQL text libpq wants: SQL, '\0', parameter types.
   key_scratch_.assign(sql);
   key_scratch_ += '\0';
-  encode_params(params, p, key_scratch_);
+  pg::encode_params(params, p, key_scratch_);
   const std::string& key = key_scratch_;
   const char* const sqlz = key.c_str();
   const int n = static_cast<int>(params.size());
-  const bool cacheable = cache_capacity_ > 0 && sql.size() <= kMaxCachedSqlSize;
+  const bool can_cache = cacheable(sql);
 
   for (int attempt = 0;; ++attempt) {
-    const std::string* name = cacheable ? cache_find(key) : nullptr;
+    const std::string* name = can_cache ? cache_find(key) : nullptr;
     const bool hit = name != nullptr;
     if (!hit) {
-      const pg::SqlScan scan = pg::scan_sql(sql);
-      if (params.empty() && scan.several_statements) return run_script(sql, out);
-      // Checked here, not left to the server: its error would abort an open transaction.
-      // PREPARE and CREATE (FUNCTION ... BEGIN ATOMIC) may hold $N of their own.
-      const bool own_placeholders = params.empty() && (pg::starts_with_keyword(sql, "prepare") ||
-                                                       pg::starts_with_keyword(sql, "create"));
-      if (scan.max_placeholder != params.size() && !own_placeholders) {
-        throw Error(ErrorCode::invalid_argument,
-                    "postgresql: statement has " + std::to_string(scan.max_placeholder) +
-                        " placeholders ($1..$N), got " + std::to_string(params.size()) +
-                        " parameters: " + pg::shorten_sql(sql));
-      }
-      if (!cacheable) {
+      const Route r = route(sql, params.size(), can_cache);
+      if (r == Route::script) return run_script(sql, out);
+      if (r == Route::unnamed) {
         return finish(PQexecParams(conn_, sqlz, n, p.types.data(), p.values.data(),
                                    p.lengths.data(), p.formats.data(), 0),
                       sql, out);
       }
-      std::string fresh = "rsv_" + std::to_string(++statement_counter_);
-      const ResultPtr prepared(PQprepare(conn_, fresh.c_str(), sqlz, n, p.types.data()));
-      if (!prepared || PQresultStatus(prepared.get()) != PGRES_COMMAND_OK) {
-        fail(prepared.get(), sql);
-      }
+      std::string fresh = next_statement_name();
+      const pg::ResultPtr prepared(PQprepare(conn_, fresh.c_str(), sqlz, n, p.types.data()));
+      check_prepared(prepared.get(), sql);
       name = &cache_insert(key, std::move(fresh));
+      run_pending_deallocations();  // the statement it evicted
     }
 
     const bool was_idle = PQtransactionStatus(conn_) == PQTRANS_IDLE;
-    ResultPtr res(PQexecPrepared(conn_, name->c_str(), n, p.values.data(), p.lengths.data(),
-                                 p.formats.data(), 0));
-    if (res && PQresultStatus(res.get()) == PGRES_FATAL_ERROR && !broken()) {
-      // The server forgot the statement (DEALLOCATE or DISCARD outside our knowledge), or a
-      // schema change altered its result columns: prepare it again. Without an open
-      // transaction nothing was lost and the statement simply runs again.
-      const std::string state = field(res.get(), PG_DIAG_SQLSTATE);
-      const bool unknown = state == "26000";
-      const bool stale =
-          state == "0A000" &&
-          field(res.get(), PG_DIAG_MESSAGE_PRIMARY).find("cached plan") != std::string::npos;
-      if (unknown || stale) {
-        cache_erase(key, /*deallocate=*/stale);
-        if (hit && was_idle && attempt == 0) continue;
-      }
-    }
+    pg::ResultPtr res(PQexecPrepared(conn_, name->c_str(), n, p.values.data(), p.lengths.data(),
+                                     p.formats.data(), 0));
+    const bool again = forget_failed_statement(res.get(), key, hit, was_idle, attempt);
+    if (res && PQresultStatus(res.get()) == PGRES_FATAL_ERROR) run_pending_deallocations();
+    if (again) continue;
     return finish(res.release(), sql, out);
   }
 }
@@ -396,48 +217,60 @@ std::uint64_t PostgresConnection::run(std::string_view sql, std::span<const Valu
 std::uint64_t PostgresConnection::run_script(std::string_view sql, ResultSet* out) {
   const std::string text(sql);
   if (PQsendQuery(conn_, text.c_str()) == 0) fail(nullptr, sql);
-  ResultPtr error;
+  std::vector<pg::ResultPtr> results;
+  while (PGresult* raw = PQgetResult(conn_)) {
+    pg::ResultPtr res(raw);
+    if (pg::is_copy(PQresultStatus(raw))) abandon_copy(res.release(), sql);  // drains, throws
+    results.push_back(std::move(res));
+  }
+  return finish_script(results, sql, out);
+}
+
+std::uint64_t PostgresConnection::finish_script(std::vector<pg::ResultPtr>& results,
+                                                std::string_view sql, ResultSet* out) {
+  const pg_result* error = nullptr;
   std::uint64_t total = 0;
   ResultSet last;
-  while (PGresult* raw = PQgetResult(conn_)) {
-    ResultPtr res(raw);
-    const ExecStatusType status = PQresultStatus(raw);
-    if (is_copy(status)) abandon_copy(res.release(), sql);  // drains the rest, then throws
-    if (!ok_status(status)) {
-      if (!error) error = std::move(res);
+  for (const pg::ResultPtr& res : results) {
+    PGresult* const raw = res.get();
+    if (!pg::ok_status(PQresultStatus(raw))) {
+      if (error == nullptr) error = raw;
       continue;
     }
-    if (error) continue;
-    const std::string_view tag = PQcmdStatus(raw);
-    if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") cache_forget();
-    const std::uint64_t n = affected_rows(raw);
+    if (error != nullptr) continue;
+    note_command(raw);
+    const std::uint64_t n = pg::affected_rows(raw);
     total += n;
-    if (out != nullptr) last = to_result_set(raw, n);
+    if (out != nullptr) last = pg::to_result_set(raw, n);
   }
-  if (error) fail(error.get(), sql);
+  if (error != nullptr) fail(error, sql);
   if (out != nullptr) *out = std::move(last);
   return total;
 }
 
+void PostgresConnection::note_command(pg_result* res) noexcept {
+  // The application's own DISCARD ALL / DEALLOCATE ALL dropped our statements with theirs.
+  const std::string_view tag = PQcmdStatus(res);
+  if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") cache_forget();
+}
+
 std::string PostgresConnection::run_command(const char* sql) {
-  const ResultPtr res(PQexec(conn_, sql));
+  const pg::ResultPtr res(PQexec(conn_, sql));
   if (!res) fail(nullptr, sql);
   const ExecStatusType status = PQresultStatus(res.get());
-  if (!ok_status(status)) fail(res.get(), sql);
+  if (!pg::ok_status(status)) fail(res.get(), sql);
   return PQcmdStatus(res.get());
 }
 
 std::uint64_t PostgresConnection::finish(pg_result* raw, std::string_view sql, ResultSet* out) {
-  ResultPtr res(raw);
+  pg::ResultPtr res(raw);
   if (!res) fail(nullptr, sql);
   const ExecStatusType status = PQresultStatus(raw);
-  if (is_copy(status)) abandon_copy(res.release(), sql);
-  if (!ok_status(status)) fail(raw, sql);
-  // The application's own DISCARD ALL / DEALLOCATE ALL dropped our statements with theirs.
-  const std::string_view tag = PQcmdStatus(raw);
-  if (tag == "DISCARD ALL" || tag == "DEALLOCATE ALL") cache_forget();
-  const std::uint64_t affected = affected_rows(raw);
-  if (out != nullptr) *out = to_result_set(raw, affected);
+  if (pg::is_copy(status)) abandon_copy(res.release(), sql);
+  if (!pg::ok_status(status)) fail(raw, sql);
+  note_command(raw);
+  const std::uint64_t affected = pg::affected_rows(raw);
+  if (out != nullptr) *out = pg::to_result_set(raw, affected);
   return affected;
 }
 
@@ -450,10 +283,10 @@ const std::string* PostgresConnection::cache_find(const std::string& key) noexce
 
 const std::string& PostgresConnection::cache_insert(const std::string& key, std::string name) {
   if (cache_.size() >= cache_capacity_) {
-    const std::string victim = std::move(cache_.back().name);
+    std::string victim = std::move(cache_.back().name);
     cache_index_.erase(std::string_view(cache_.back().key));
     cache_.pop_back();
-    deallocate(victim);
+    deallocate(std::move(victim));
   }
   cache_.push_front(CachedStatement{key, std::move(name)});
   cache_index_.emplace(std::string_view(cache_.front().key), cache_.begin());
@@ -463,35 +296,46 @@ const std::string& PostgresConnection::cache_insert(const std::string& key, std:
 void PostgresConnection::cache_erase(const std::string& key, bool dealloc) {
   const auto it = cache_index_.find(std::string_view(key));
   if (it == cache_index_.end()) return;
-  const std::string name = std::move(it->second->name);
+  std::string name = std::move(it->second->name);
   const auto node = it->second;
   cache_index_.erase(it);
   cache_.erase(node);
-  if (dealloc) deallocate(name);
+  if (dealloc) deallocate(std::move(name));
 }
 
-void PostgresConnection::deallocate(const std::string& name) {
-  // Only deallocate outside a transaction block: a failed transaction refuses every command but
+void PostgresConnection::deallocate(std::string name) {
+  // Queued, and sent by the caller (run_pending_deallocations, or the non-blocking statement's
+  // own step) only outside a transaction block: a failed transaction refuses every command but
   // ROLLBACK, and in an open one a DEALLOCATE that fails (the application already dropped the
   // statement: 26000) would abort the caller's transaction. The statement goes once it ends.
-  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
-    pending_deallocations_.push_back(name);
-    return;
-  }
+  pending_deallocations_.push_back(std::move(name));
+}
+
+bool PostgresConnection::can_deallocate() const noexcept {
+  return !pending_deallocations_.empty() && PQtransactionStatus(conn_) == PQTRANS_IDLE;
+}
+
+std::string PostgresConnection::deallocate_sql(const std::string& name) {
   // The name is ours (rsv_<n>), so splicing it is safe.
-  const std::string sql = "DEALLOCATE " + name;
-  const ResultPtr res(PQexec(conn_, sql.c_str()));
-  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-    // Already gone is harmless (the application deallocated it); a broken link is not.
-    if (broken()) fail(res.get(), sql);
+  return "DEALLOCATE " + name;
+}
+
+void PostgresConnection::check_deallocated(const pg_result* res, std::string_view sql) {
+  // Already gone is harmless (the application deallocated it); a broken link is not.
+  if (res == nullptr || PQresultStatus(res) != PGRES_COMMAND_OK) {
+    if (broken()) fail(res, sql);
   }
 }
 
 void PostgresConnection::run_pending_deallocations() {
-  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) return;
+  if (!can_deallocate()) return;
   std::vector<std::string> names = std::move(pending_deallocations_);
   pending_deallocations_.clear();
-  for (const std::string& name : names) deallocate(name);
+  for (const std::string& name : names) {
+    const std::string sql = deallocate_sql(name);
+    const pg::ResultPtr res(PQexec(conn_, sql.c_str()));
+    check_deallocated(res.get(), sql);
+  }
 }
 
 void PostgresConnection::cache_forget() noexcept {
@@ -519,19 +363,19 @@ void PostgresConnection::lost(const std::string& what) {
 }
 
 void PostgresConnection::fail(const pg_result* res, std::string_view sql) {
-  std::string sqlstate = field(res, PG_DIAG_SQLSTATE);
-  const std::string severity = field(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-  std::string message = pg::one_line(field(res, PG_DIAG_MESSAGE_PRIMARY));
+  std::string sqlstate = pg::field(res, PG_DIAG_SQLSTATE);
+  const std::string severity = pg::field(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  std::string message = pg::one_line(pg::field(res, PG_DIAG_MESSAGE_PRIMARY));
   if (message.empty() && res != nullptr) message = pg::one_line(PQresultErrorMessage(res));
   if (message.empty()) message = one_line_error();
 
   std::string text = "postgresql: " + message;
   if (!sqlstate.empty()) text += " (SQLSTATE " + sqlstate + ")";
-  if (const std::string detail = pg::one_line(field(res, PG_DIAG_MESSAGE_DETAIL));
+  if (const std::string detail = pg::one_line(pg::field(res, PG_DIAG_MESSAGE_DETAIL));
       !detail.empty()) {
     text += "; DETAIL: " + detail;
   }
-  if (const std::string hint = pg::one_line(field(res, PG_DIAG_MESSAGE_HINT)); !hint.empty()) {
+  if (const std::string hint = pg::one_line(pg::field(res, PG_DIAG_MESSAGE_HINT)); !hint.empty()) {
     text += "; HINT: " + hint;
   }
 
@@ -539,7 +383,7 @@ void PostgresConnection::fail(const pg_result* res, std::string_view sql) {
   // pg_terminate_backend, shutdown) or said so with a connection-exception SQLSTATE.
   const bool link_down = PQstatus(conn_) == CONNECTION_BAD || severity == "FATAL" ||
                          severity == "PANIC" ||
-                         (starts_with(sqlstate, "08") && sqlstate != "08P01") ||
+                         (pg::starts_with(sqlstate, "08") && sqlstate != "08P01") ||
                          sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
   if (link_down) {
     broken_ = true;
@@ -558,10 +402,10 @@ void PostgresConnection::fail(const pg_result* res, std::string_view sql) {
 }
 
 void PostgresConnection::abandon_copy(pg_result* raw, std::string_view sql) {
-  const ResultPtr res(raw);
+  const pg::ResultPtr res(raw);
   const ExecStatusType status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
   if (status == PGRES_COPY_IN) {
-    PQputCopyEnd(conn_, "COPY FROM STDIN is not supported through reservoir::Connection");
+    PQputCopyEnd(conn_, kCopyRefusal);
   } else if (status == PGRES_COPY_OUT) {
     char* buffer = nullptr;
     while (PQgetCopyData(conn_, &buffer, 0) > 0) PQfreemem(buffer);
@@ -571,6 +415,10 @@ void PostgresConnection::abandon_copy(pg_result* raw, std::string_view sql) {
   if (!broken_) {
     while (PGresult* rest = PQgetResult(conn_)) PQclear(rest);
   }
+  copy_unsupported(sql);
+}
+
+void PostgresConnection::copy_unsupported(std::string_view sql) {
   throw Error(ErrorCode::unsupported,
               "postgresql: COPY ... FROM STDIN / TO STDOUT cannot run through execute() or "
               "query(); use native_handle() with libpq's COPY functions; in: " +

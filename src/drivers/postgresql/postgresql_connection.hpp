@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -13,12 +14,17 @@
 #include <vector>
 
 #include "reservoir/connection.hpp"
+#include "reservoir/nonblocking.hpp"
 #include "reservoir/value.hpp"
 
 // libpq's handle types, declared the way libpq-fe.h declares them, so that this header does not
 // pull the vendor header into its includers.
 struct pg_conn;
 struct pg_result;
+
+namespace reservoir::drivers::pg {
+struct ResultDeleter;  // postgresql_codec.hpp
+}  // namespace reservoir::drivers::pg
 
 namespace reservoir::drivers {
 
@@ -87,6 +93,12 @@ class PostgresConnection final : public Connection {
   // cache is emptied with it. Errors as execute().
   void reset() override;
 
+  // The non-blocking form of execute_params / query_params (see reservoir/nonblocking.hpp and
+  // PostgresStatementOp): the same protocol choice, statement cache, results and errors. The
+  // operation must end (done, thrown or abandoned) or be destroyed before this connection is.
+  std::unique_ptr<StatementOp> start_statement(std::string_view sql, std::span<const Value> params,
+                                               bool want_rows) override;
+
   void* native_handle() noexcept override { return conn_; }
   std::string_view driver_name() const noexcept override { return "postgresql"; }
 
@@ -97,6 +109,15 @@ class PostgresConnection final : public Connection {
   };
   using CacheList = std::list<CachedStatement>;  // most recently used first
 
+  friend class PostgresStatementOp;  // the non-blocking path: the same steps, other I/O
+
+  // How a statement that is not in the cache runs.
+  enum class Route : std::uint8_t {
+    script,   // several statements, no parameters: simple protocol
+    unnamed,  // the unnamed statement (cache off, or the SQL too long to keep)
+    prepare,  // prepared under a fresh name, cached, then executed
+  };
+
   // Runs sql with params; fills *out when set. Returns the affected rows.
   std::uint64_t run(std::string_view sql, std::span<const Value> params, ResultSet* out);
   // Simple protocol, several statements, no parameters.
@@ -104,13 +125,43 @@ class PostgresConnection final : public Connection {
   // Runs a statement without parameters through the simple protocol and checks its result;
   // returns the command tag.
   std::string run_command(const char* sql);
+
+  // --- Steps both paths share (blocking run() and PostgresStatementOp) -------------------
+  // Throws connection_lost when broken, invalid_argument for too many parameters or a NUL.
+  void check_statement(std::string_view sql, std::span<const Value> params) const;
+  bool cacheable(std::string_view sql) const noexcept;
+  // For a statement not in the cache. Throws invalid_argument when the placeholders and the
+  // parameters do not match.
+  Route route(std::string_view sql, std::size_t n_params, bool cacheable) const;
+  std::string next_statement_name();
+  // Throws the Error for a failed PREPARE.
+  void check_prepared(const pg_result* res, std::string_view sql);
+  // After a cached statement's execution failed: forgets the statement when the server no
+  // longer knows it (26000) or its result columns changed (0A000, queued for DEALLOCATE).
+  // True when it should simply be prepared and run again (outside a transaction, first try).
+  bool forget_failed_statement(const pg_result* res, const std::string& key, bool hit,
+                               bool was_idle, int attempt);
   // Checks res (taking ownership), fills *out, returns the affected rows.
   std::uint64_t finish(pg_result* res, std::string_view sql, ResultSet* out);
+  // The results of a script (no COPY among them): the first error, else the total of changed
+  // rows and the last statement's rows.
+  std::uint64_t finish_script(std::vector<std::unique_ptr<pg_result, pg::ResultDeleter>>& results,
+                              std::string_view sql, ResultSet* out);
+  // Notices the application's own DISCARD ALL / DEALLOCATE ALL.
+  void note_command(pg_result* res) noexcept;
 
   const std::string* cache_find(const std::string& key) noexcept;
+  // Evicting the least recently used statement queues its DEALLOCATE.
   const std::string& cache_insert(const std::string& key, std::string name);
   void cache_erase(const std::string& key, bool deallocate);
-  void deallocate(const std::string& name);
+  // Queues name for DEALLOCATE; sent when no transaction block is open.
+  void deallocate(std::string name);
+  // True when DEALLOCATEs are queued and may be sent now (no transaction block open).
+  bool can_deallocate() const noexcept;
+  static std::string deallocate_sql(const std::string& name);
+  // Throws only when the DEALLOCATE failed because the link did.
+  void check_deallocated(const pg_result* res, std::string_view sql);
+  // Sends the queued DEALLOCATEs now (blocking) when no transaction block is open.
   void run_pending_deallocations();
   // Forgets every cached statement without telling the server (it already forgot them).
   void cache_forget() noexcept;
@@ -123,6 +174,9 @@ class PostgresConnection final : public Connection {
   std::string one_line_error() const;
   // Ends a COPY the statement started (the API cannot feed or read it) and throws unsupported.
   [[noreturn]] void abandon_copy(pg_result* res, std::string_view sql);
+  [[noreturn]] static void copy_unsupported(std::string_view sql);
+  static constexpr const char* kCopyRefusal =
+      "COPY FROM STDIN is not supported through reservoir::Connection";
 
   pg_conn* const conn_;
   const std::size_t cache_capacity_;

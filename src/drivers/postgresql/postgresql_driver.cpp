@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -15,6 +16,7 @@
 #include "drivers/postgresql/postgresql_connection.hpp"
 #include "drivers/postgresql/postgresql_io.hpp"
 #include "reservoir/error.hpp"
+#include "reservoir/nonblocking.hpp"
 
 #ifdef RESERVOIR_HAVE_DRIVER_COMMON
 #include "drivers/common/openssl_exit.hpp"
@@ -223,51 +225,114 @@ bool contains(std::string_view text, std::string_view what) noexcept {
   throw Error(code, message, {.sqlstate = std::move(sqlstate)});
 }
 
+// Opening a session with PQconnectStartParams / PQconnectPoll, one poll per resume(). The
+// blocking connect() drives the same operation with poll(2), so both paths share every step:
+// the keywords, the deadline, the error mapping and what happens once connected.
+class PostgresConnectOp final : public ConnectOp {
+ public:
+  PostgresConnectOp(const Dsn& dsn, std::chrono::milliseconds timeout)
+      : dsn_(dsn), requested_timeout_(timeout) {}
+
+  IoWait resume(bool timed_out) override {
+    if (!conn_) {
+      start();
+    } else if (timed_out && std::chrono::steady_clock::now() >= deadline_) {
+      timeout_failed();
+    } else if (!timed_out) {
+      status_ = PQconnectPoll(conn_.get());
+    }
+    // else: woken before the deadline without the socket ready: wait again, do not poll.
+    if (status_ == PGRES_POLLING_OK) {
+      done_ = true;
+      return IoWait{};
+    }
+    if (status_ == PGRES_POLLING_FAILED) connect_failed(dsn_, conn_.get());
+    // The socket may change between polls (the next host of a multi-host DSN, a retry
+    // without SSL), so it is asked for every time.
+    const int fd = PQsocket(conn_.get());
+    if (fd < 0) connect_failed(dsn_, conn_.get());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    if (left.count() <= 0) timeout_failed();
+    return IoWait{status_ == PGRES_POLLING_WRITING ? IoWait::Kind::write : IoWait::Kind::read, fd,
+                  left};
+  }
+
+  // The handle is closed with the operation (PQfinish never blocks on a connect in progress:
+  // libpq sends nothing before the session is up).
+  void abandon() noexcept override {}
+
+  std::unique_ptr<Connection> take() override {
+    if (!done_ || !conn_) {
+      throw Error(ErrorCode::internal, "postgresql: take() before the connect is done, or twice");
+    }
+    return std::make_unique<PostgresConnection>(conn_.release(), plan_.stmt_cache_size,
+                                                dsn_.redacted());
+  }
+
+  std::chrono::milliseconds timeout() const noexcept { return plan_.timeout; }
+
+ private:
+  void start() {
+    plan_ = make_plan(dsn_, requested_timeout_);
+    std::vector<const char*> keys;
+    std::vector<const char*> values;
+    keys.reserve(plan_.keywords.size() + 1);
+    values.reserve(plan_.keywords.size() + 1);
+    for (const auto& [key, value] : plan_.keywords) {
+      keys.push_back(key.c_str());
+      values.push_back(value.c_str());
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+
+    deadline_ = std::chrono::steady_clock::now() + plan_.timeout;
+    // expand_dbname 0: a database name is only a name, never a connection string in disguise.
+    conn_.reset(PQconnectStartParams(keys.data(), values.data(), 0));
+    if (!conn_) {
+      throw Error(ErrorCode::connect_failed,
+                  "postgresql: cannot connect to " + dsn_.redacted() + ": libpq is out of memory");
+    }
+    if (PQstatus(conn_.get()) == CONNECTION_BAD) connect_failed(dsn_, conn_.get());
+    // Notices can come during start-up already; libpq would print them to stderr.
+    PQsetNoticeProcessor(
+        conn_.get(), [](void*, const char*) {}, nullptr);
+    // PQconnectPoll's protocol: wait for what it last asked for, then call it again. Before
+    // the first call, behave as if it had asked to write.
+    status_ = PGRES_POLLING_WRITING;
+  }
+
+  [[noreturn]] void timeout_failed() {
+    connect_failed(
+        dsn_, conn_.get(),
+        "no answer within " + std::to_string(plan_.timeout.count()) + " ms (connect timeout)");
+  }
+
+  const Dsn dsn_;
+  const std::chrono::milliseconds requested_timeout_;
+  ConnectPlan plan_;
+  ConnPtr conn_;
+  std::chrono::steady_clock::time_point deadline_{};
+  PostgresPollingStatusType status_ = PGRES_POLLING_WRITING;
+  bool done_ = false;
+};
+
 }  // namespace
 
 std::unique_ptr<Connection> PostgresDriver::connect(const Dsn& dsn,
                                                     std::chrono::milliseconds timeout) {
-  const ConnectPlan plan = make_plan(dsn, timeout);
-  std::vector<const char*> keys;
-  std::vector<const char*> values;
-  keys.reserve(plan.keywords.size() + 1);
-  values.reserve(plan.keywords.size() + 1);
-  for (const auto& [key, value] : plan.keywords) {
-    keys.push_back(key.c_str());
-    values.push_back(value.c_str());
+  PostgresConnectOp op(dsn, timeout);
+  for (IoWait w = op.resume(false); w.kind != IoWait::Kind::done;) {
+    const bool ready = pg::wait_socket(w.fd, w.kind == IoWait::Kind::write,
+                                       std::chrono::steady_clock::now() + w.timeout);
+    w = op.resume(!ready);
   }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
+  return op.take();
+}
 
-  const auto deadline = std::chrono::steady_clock::now() + plan.timeout;
-  // expand_dbname 0: a database name is only a name, never a connection string in disguise.
-  ConnPtr conn(PQconnectStartParams(keys.data(), values.data(), 0));
-  if (!conn) {
-    throw Error(ErrorCode::connect_failed,
-                "postgresql: cannot connect to " + dsn.redacted() + ": libpq is out of memory");
-  }
-  if (PQstatus(conn.get()) == CONNECTION_BAD) connect_failed(dsn, conn.get());
-  // Notices can come during start-up already; libpq would print them to stderr.
-  PQsetNoticeProcessor(
-      conn.get(), [](void*, const char*) {}, nullptr);
-
-  // PQconnectPoll's protocol: wait for what it last asked for, then call it again. Before the
-  // first call, behave as if it had asked to write.
-  PostgresPollingStatusType status = PGRES_POLLING_WRITING;
-  while (status != PGRES_POLLING_OK) {
-    if (status == PGRES_POLLING_FAILED) connect_failed(dsn, conn.get());
-    if (status == PGRES_POLLING_READING || status == PGRES_POLLING_WRITING) {
-      const int fd = PQsocket(conn.get());
-      if (fd < 0) connect_failed(dsn, conn.get());
-      if (!pg::wait_socket(fd, status == PGRES_POLLING_WRITING, deadline)) {
-        connect_failed(
-            dsn, conn.get(),
-            "no answer within " + std::to_string(plan.timeout.count()) + " ms (connect timeout)");
-      }
-    }
-    status = PQconnectPoll(conn.get());
-  }
-  return std::make_unique<PostgresConnection>(conn.release(), plan.stmt_cache_size, dsn.redacted());
+std::unique_ptr<ConnectOp> PostgresDriver::start_connect(const Dsn& dsn,
+                                                         std::chrono::milliseconds timeout) {
+  return std::make_unique<PostgresConnectOp>(dsn, timeout);
 }
 
 std::shared_ptr<Driver> postgresql_driver() {

@@ -43,6 +43,14 @@ class PostgresDriver final : public Driver {
   // connect_failed (3D000 unknown database, 53300 too many connections, 57P03 the server is
   // starting or stopping, none when unreachable or timed out). Messages name the redacted DSN.
   std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) override;
+
+  // The same connect as an operation for an event loop (reservoir/nonblocking.hpp): every
+  // PQconnectPoll step is one resume(); each wait names PQsocket() afresh (it changes between
+  // hosts) and has the time left to the deadline as its timeout. resume(true) after the
+  // deadline throws connect_failed as connect() does. The same errors and the same connection
+  // (take(): a PostgresConnection) as connect(). Nothing happens before the first resume().
+  std::unique_ptr<ConnectOp> start_connect(const Dsn& dsn,
+                                           std::chrono::milliseconds timeout) override;
 };
 
 // The registered PostgreSQL driver (the same object find_driver("postgresql") returns unless an
