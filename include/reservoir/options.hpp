@@ -80,6 +80,11 @@ struct PoolOptions {
   std::chrono::milliseconds lifetime_jitter{60'000};
   // How often the background maintenance looks at this pool (idle, lifetime, leaks, min).
   std::chrono::milliseconds maintenance_interval{1'000};
+  // false: the pool schedules no maintenance passes on the process's background threads; the
+  // application runs them, every maintenance_interval (reservoir::async_maintain does it on an
+  // Asio io_context; Pool::run_maintenance() by hand). Opening connections ahead (min,
+  // increment) still happens on the background threads.
+  bool background_maintenance = true;
 
   // --- Connection storms ---
   std::uint32_t max_connecting = 2;  // connection attempts in flight at once; at least 1

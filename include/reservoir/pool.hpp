@@ -63,6 +63,18 @@ class Pool {
   // acquire() with the pool's defaults.
   Lease acquire(std::source_location where = std::source_location::current());
 
+  // The asynchronous acquire, an asio::awaitable<Lease>: declared here, defined in
+  // reservoir/async.hpp (include it to call this). Same semantics, errors and queue as
+  // acquire(): sync and async acquirers wait in one first-come-first-served line.
+  //   reservoir::AcquireOptions o{.cclass = "REPORTING"};
+  //   reservoir::Lease c = co_await pool->async_acquire(o);
+  // GCC 12 (Debian 12's compiler) miscompiles an aggregate built inside a co_await expression
+  // (`co_await pool->async_acquire({.cclass = "X"})` frees memory twice): build the options in
+  // a statement of their own, as above.
+  auto async_acquire(std::source_location where = std::source_location::current());
+  auto async_acquire(const AcquireOptions& options,
+                     std::source_location where = std::source_location::current());
+
   std::uint32_t opened() const noexcept;
   std::uint32_t busy() const noexcept;
   std::uint32_t idle() const noexcept;
@@ -96,6 +108,7 @@ class Pool {
   bool closed() const noexcept;
 
  private:
+  friend struct PoolAccess;  // the async front end (src/async) reaches the engine through it
   explicit Pool(std::shared_ptr<core::Engine> engine) noexcept;
   std::shared_ptr<core::Engine> engine_;
 };

@@ -262,6 +262,10 @@ Slot* Engine::try_take_idle(const Request& r, Fit worst) noexcept {
            (r.tag_hash == 0 || slot.tag == r.options->tag)));
 }
 
+bool Engine::ready_without_io(const Slot& slot, const Request& r, time_point t) const noexcept {
+  return ready_as_is(slot, r, t);
+}
+
 bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
   if (!fresh && ready_as_is(slot, r, t)) return true;
   Connection& c = *slot.conn;
@@ -352,24 +356,39 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
   return Lease(this, &slot);
 }
 
-Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
-  Request r;
+[[gnu::always_inline]] inline Lease Engine::acquire_begin_inline(const AcquireOptions& options,
+                                                                 std::source_location where,
+                                                                 Request& r, GetMode& mode,
+                                                                 std::chrono::milliseconds& timeout) {
   try {
     if (Lease lease = try_idle(options, where, r); lease) return lease;
     if (r.options == nullptr) r = make_request(options, where);
   } catch (...) {
     // Failures of the checks on the way (a session callback that threw, an invalid request);
-    // acquire_slow counts its own.
+    // the slow path counts its own.
     acquire_errors_.fetch_add(1, std::memory_order_relaxed);
     throw;
   }
-  const GetMode mode = options.get_mode.value_or(get_mode_.load(std::memory_order_relaxed));
-  const auto timeout = options.wait_timeout.value_or(
+  mode = options.get_mode.value_or(get_mode_.load(std::memory_order_relaxed));
+  timeout = options.wait_timeout.value_or(
       std::chrono::milliseconds(wait_timeout_ms_.load(std::memory_order_relaxed)));
   if (timeout.count() < 0) {
     acquire_errors_.fetch_add(1, std::memory_order_relaxed);
     throw Error(ErrorCode::invalid_argument, "acquire: wait_timeout must not be negative");
   }
+  return Lease();
+}
+
+Lease Engine::acquire_begin(const AcquireOptions& options, std::source_location where, Request& r,
+                            GetMode& mode, std::chrono::milliseconds& timeout) {
+  return acquire_begin_inline(options, where, r, mode, timeout);
+}
+
+Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
+  Request r;
+  GetMode mode;
+  std::chrono::milliseconds timeout;
+  if (Lease lease = acquire_begin_inline(options, where, r, mode, timeout); lease) return lease;
   return acquire_slow(r, mode, timeout);
 }
 
@@ -576,6 +595,13 @@ void Engine::connect_failed(AcquireRun& run, const Error& e) {
     throw;
   }
   run.look = true;  // a release may have passed this waiter by while it was connecting
+}
+
+void Engine::cancel_reserved(Slot& slot) noexcept {
+  std::lock_guard lk(mutex_);
+  move(slot, SlotState::connecting, SlotState::empty);
+  queue_.wake_one(0, true);  // the attempt's room is free again
+  start_pending_locked();
 }
 
 Lease Engine::finish_run(AcquireRun& run, Slot& s, bool hit) noexcept {
@@ -983,7 +1009,7 @@ void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
     if (slot.state.compare_exchange_strong(expected, SlotState::in_use)) {
       front->handed = &slot;
       front->signalled = true;
-      front->cv.notify_one();
+      front->wake();
       return;
     }
   }
@@ -1073,6 +1099,7 @@ bool Engine::any_idle() const noexcept {
 // ---- maintenance ---------------------------------------------------------------------------
 
 void Engine::schedule_maintenance() noexcept {
+  if (!options_.background_maintenance) return;
   {
     // Under the lock: close(false) sets closed_ for a moment even when it then fails.
     std::lock_guard lk(mutex_);

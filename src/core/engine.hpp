@@ -110,6 +110,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // The lock-free part of acquire(): an idle connection that fits, or an empty Lease. Builds the
   // Request into r when it needs one (r.options stays null otherwise).
   Lease try_idle(const AcquireOptions& options, std::source_location where, Request& r);
+  // What acquire() does before the slow path: try_idle(), then resolve the request, the get
+  // mode and the wait timeout. An empty Lease: go on with begin_run(r, mode, timeout).
+  // Throws (and counts) invalid requests and what a fast-path check threw.
+  Lease acquire_begin(const AcquireOptions& options, std::source_location where, Request& r,
+                      GetMode& mode, std::chrono::milliseconds& timeout);
   Request make_request(const AcquireOptions& options, std::source_location where);
   void begin_run(AcquireRun& run, const Request& r, GetMode mode,
                  std::chrono::milliseconds wait_timeout) noexcept;
@@ -123,12 +128,16 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void connect_failed(AcquireRun& run, const Error& e);  // REQUIRES(mutex_); in a catch block
   Lease finish_run(AcquireRun& run, Slot& s, bool hit) noexcept;
   void abandon_run(AcquireRun& run, Slot* owned) noexcept;  // takes mutex_
+  // Gives back a slot reserved for a connect that the front end gave up (cancelled): no
+  // failure is recorded, no backoff. Takes mutex_.
+  void cancel_reserved(Slot& slot) noexcept;
+  bool has_session_callback() const noexcept { return has_callback_; }
   // Makes a slot this thread just took ready for the caller: lifetime, ping, class purity,
   // session callback. Returns false if the connection was closed instead (the caller tries
   // again). Throws what the session callback threw.
   bool prepare(Slot& slot, const Request& r, time_point now, bool fresh);
   // Whether prepare() would have nothing to do (no I/O): the async front end runs it inline then.
-  bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
+  bool ready_without_io(const Slot& slot, const Request& r, time_point now) const noexcept;
   time_point now() const noexcept;
   std::mutex& mutex() noexcept { return mutex_; }
   Driver& driver() const noexcept { return *driver_; }
@@ -184,8 +193,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   Fit fit(const Slot& slot, const Request& r) const noexcept;
   // Takes the best-fitting idle slot no worse than `worst`, or nullptr.
   Slot* try_take_idle(const Request& r, Fit worst) noexcept;
+  bool ready_as_is(const Slot& slot, const Request& r, time_point now) const noexcept;
   bool fresh_enough(const Slot& slot, time_point now) const noexcept;
   Lease hand_out(Slot& slot, std::source_location where, time_point now) noexcept;
+  Lease acquire_begin_inline(const AcquireOptions& options, std::source_location where,
+                             Request& r, GetMode& mode, std::chrono::milliseconds& timeout);
   Lease acquire_slow(const Request& r, GetMode mode, std::chrono::milliseconds wait_timeout);
   // Moves a slot this thread took (in_use, or revoked by close(true) meanwhile) to closing.
   bool take_for_close(Slot& slot) noexcept {

@@ -1,0 +1,195 @@
+// src/async/async_acquire.cpp: the asynchronous acquire. It drives the engine's slow-path state
+// machine (Engine::next_step, shared with the synchronous acquire) from a coroutine: waiting is
+// a suspension in the engine's one FIFO queue, connects use the driver's non-blocking path or
+// the worker pool.
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/concurrent_channel.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <mutex>
+
+#include "async/drive.hpp"
+#include "async/pool_access.hpp"
+#include "async/worker_pool.hpp"
+#include "reservoir/async.hpp"
+#include "reservoir/error.hpp"
+
+namespace reservoir {
+
+namespace {
+
+using core::Engine;
+using core::Slot;
+using namespace asio::experimental::awaitable_operators;
+// Capacity 1: a wake-up that arrives before the coroutine waits is kept; more are one wake-up.
+// (The int is a dummy: Asio 1.22 cannot instantiate a channel of void(error_code) alone.)
+using WakeChannel = asio::experimental::concurrent_channel<void(asio::error_code, int)>;
+
+// Throws if the coroutine was cancelled while it was busy with something that could not be
+// interrupted (a call on the worker pool).
+asio::awaitable<void> throw_if_cancelled() {
+  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  if (cs.cancelled() != asio::cancellation_type::none)
+    throw asio::system_error(asio::error::operation_aborted);
+}
+
+// Opens the connection of a slot reserved for this acquirer: the driver's ConnectOp on this
+// executor, else the blocking connect on the worker pool. Hands the outcome to the engine
+// (adopt_connection), which throws the driver's error after its accounting.
+asio::awaitable<void> open_reserved(Engine& e, Slot& slot, const Engine::AcquireRun& run,
+                                    Slot*& connecting) {
+  const Dsn dsn = e.custom_user(run.r) ? e.dsn_for(run.r) : e.dsn();
+  const auto timeout = e.connect_timeout(run.deadline);
+  std::unique_ptr<Connection> conn;
+  std::exception_ptr error;
+  try {
+    std::unique_ptr<ConnectOp> op = e.driver().start_connect(dsn, timeout);
+    if (op) {
+      co_await async::drive(*op);
+      conn = op->take();
+    } else {
+      conn = co_await async::on_worker([&] { return e.driver().connect(dsn, timeout); });
+      co_await throw_if_cancelled();
+    }
+  } catch (const asio::system_error& x) {
+    // Cancelled: the caller frees the slot (connecting still points at it). Anything else
+    // from the event loop is a failed connect.
+    if (x.code() == asio::error::operation_aborted) throw;
+    error = std::current_exception();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  connecting = nullptr;  // adopt_connection owns the slot's fate from here
+  e.adopt_connection(slot, run.r, std::move(conn), error, core::SlotState::in_use);
+}
+
+// Leaves the queue and gives back what this acquire holds when it ends without a lease: an
+// error, a cancellation, or the coroutine destroyed while suspended.
+struct RunGuard {
+  Engine& e;
+  Engine::AcquireRun& run;
+  Slot* owned = nullptr;       // taken or handed, being checked
+  Slot* connecting = nullptr;  // reserved for a connect still in flight
+  bool done = false;
+  ~RunGuard() {
+    if (done) return;
+    if (connecting != nullptr) e.cancel_reserved(*connecting);
+    e.abandon_run(run, owned);
+  }
+};
+
+}  // namespace
+
+asio::awaitable<Lease> async_acquire(Pool& pool, AcquireOptions options,
+                                     std::source_location where) {
+  // The engine stays alive while this coroutine may touch it, even if the Pool goes.
+  const std::shared_ptr<Engine> engine = PoolAccess::engine(pool);
+  Engine& e = *engine;
+  Engine::Request r;
+  GetMode mode;
+  std::chrono::milliseconds timeout;
+  if (Lease lease = e.acquire_begin(options, where, r, mode, timeout); lease) co_return lease;
+
+  auto ex = co_await asio::this_coro::executor;
+  WakeChannel wake(ex, 1);
+  asio::steady_timer timer(ex);
+  Engine::AcquireRun run;
+  e.begin_run(run, r, mode, timeout);
+  run.w.context = &wake;
+  run.w.notify = [](core::Waiter& w) noexcept {
+    // Under the engine's mutex: try_send only posts the coroutine's resumption.
+    static_cast<WakeChannel*>(w.context)->try_send(asio::error_code{}, 0);
+  };
+  RunGuard guard{e, run};
+
+  std::unique_lock lk(e.mutex());
+  for (;;) {
+    Engine::Step step;
+    try {
+      step = e.next_step(run);  // throws with the waiter out of the queue
+    } catch (...) {
+      guard.done = true;
+      throw;
+    }
+    switch (step.kind) {
+      case Engine::StepKind::check: {
+        guard.owned = step.slot;
+        lk.unlock();
+        bool ok;
+        try {
+          if (!step.fresh && e.ready_without_io(*step.slot, run.r, e.now())) {
+            ok = true;
+          } else if (step.fresh && !e.has_session_callback()) {
+            ok = e.prepare(*step.slot, run.r, e.now(), true);  // no I/O: class bookkeeping only
+          } else {
+            // A ping, a purity reset or the session callback: blocking calls.
+            ok = co_await async::on_worker(
+                [&] { return e.prepare(*step.slot, run.r, e.now(), step.fresh); });
+          }
+        } catch (...) {
+          // prepare() closed the slot (and the session callback's exception propagates).
+          guard.owned = nullptr;
+          lk.lock();
+          e.fail_step(run);
+          guard.done = true;
+          throw;
+        }
+        // A false prepare() closed or returned the slot: it is no longer ours.
+        if (!ok) guard.owned = nullptr;
+        co_await throw_if_cancelled();  // with the slot still ours, the guard gives it back
+        lk.lock();
+        if (e.end_check(run, ok)) {
+          lk.unlock();
+          guard.owned = nullptr;
+          guard.done = true;
+          co_return e.finish_run(run, *step.slot, step.hit);
+        }
+        break;
+      }
+      case Engine::StepKind::connect: {
+        lk.unlock();
+        guard.connecting = step.slot;
+        try {
+          co_await open_reserved(e, *step.slot, run, guard.connecting);
+        } catch (const Error& err) {
+          guard.connecting = nullptr;  // adopt_connection freed it
+          lk.lock();
+          try {
+            e.connect_failed(run, err);  // rethrows when this acquirer is done
+          } catch (...) {
+            guard.done = true;
+            throw;
+          }
+          break;
+        }
+        // Connected: the slot is in_use and ours until it is checked.
+        guard.owned = step.slot;
+        co_await throw_if_cancelled();
+        guard.owned = nullptr;
+        lk.lock();
+        run.opened = step.slot;
+        break;
+      }
+      case Engine::StepKind::evict:
+        lk.unlock();
+        e.close_slot(*step.slot, CloseReason::shrink, /*refill=*/false);
+        lk.lock();
+        break;
+      case Engine::StepKind::wait: {
+        lk.unlock();
+        if (step.wake_at == Engine::RealClock::time_point::max()) {
+          co_await wake.async_receive(asio::use_awaitable);
+        } else {
+          timer.expires_at(step.wake_at);
+          co_await (wake.async_receive(asio::use_awaitable) ||
+                    timer.async_wait(asio::use_awaitable));
+        }
+        lk.lock();
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace reservoir
