@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +21,8 @@ struct st_mysql;
 struct st_mysql_stmt;
 
 namespace reservoir::drivers {
+
+class MariaDbStatementOp;
 
 // Statements: placeholders are `?` (MariaDB's own; $1 is not translated). Every statement runs
 // as a server-side prepared statement with bound parameters: NULL, bool (as TINYINT 0/1),
@@ -76,10 +79,17 @@ class MariaDbConnection final : public Connection {
   // and locks. The statement cache is closed first. Errors as execute().
   void reset() override;
 
+  // The same statement as execute_params / query_params (same cache, errors and results) over
+  // Connector/C's non-blocking API; see MariaDbStatementOp and docs/mariadb.md.
+  std::unique_ptr<StatementOp> start_statement(std::string_view sql, std::span<const Value> params,
+                                               bool want_rows) override;
+
   void* native_handle() noexcept override { return mysql_; }
   std::string_view driver_name() const noexcept override { return "mariadb"; }
 
  private:
+  friend class MariaDbStatementOp;  // the non-blocking form of run(): shares cache and errors
+
   struct CachedStatement {
     std::string sql;
     st_mysql_stmt* stmt;
@@ -99,6 +109,20 @@ class MariaDbConnection final : public Connection {
   // *owned is set, in which case the caller closes it).
   // *hit tells whether it came from the cache.
   st_mysql_stmt* prepare(std::string_view sql, bool* owned, bool* unsupported, bool* hit);
+  // Whether sql is kept prepared (the cache is on and sql not too long).
+  bool cacheable(std::string_view sql) const noexcept;
+  // The cached statement for sql (now the most recently used), or nullptr.
+  st_mysql_stmt* cache_find(std::string_view sql);
+  // Caches stmt, freshly prepared for sql (which must be cacheable), closing the least recently
+  // used statement when full.
+  void cache_add(std::string_view sql, st_mysql_stmt* stmt);
+  // After a failed mysql_stmt_prepare: true (stmt closed) when the prepared protocol refuses sql
+  // (ER_UNSUPPORTED_PS, run it as text); else closes stmt and throws the error.
+  bool prepare_refused(st_mysql_stmt* stmt, std::string_view sql);
+  // A cached statement's execution failed with CR_NEW_STMT_METADATA: closes and uncaches it,
+  // then true when sql may simply run again freshly prepared (it only reads, no transaction was
+  // open, may_retry), else throws query_failed (2057).
+  bool stale_may_rerun(st_mysql_stmt* stmt, std::string_view sql, bool was_idle, bool may_retry);
   // Removes stmt from the cache (if there) and closes it.
   void cache_erase(st_mysql_stmt* stmt) noexcept;
 

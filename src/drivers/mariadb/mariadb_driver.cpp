@@ -1,17 +1,22 @@
 // mariadb_driver.cpp: turns a Dsn into Connector/C options, connects with a time limit, maps
-// connect failures to error codes, and registers the driver for "mariadb" before main().
+// connect failures to error codes (blocking and non-blocking), and registers the driver for
+// "mariadb" before main().
 #include "drivers/mariadb/mariadb_driver.hpp"
 
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 
+#include "drivers/mariadb/mariadb_common.hpp"
 #include "drivers/mariadb/mariadb_connection.hpp"
 #include "reservoir/error.hpp"
 
@@ -68,8 +73,8 @@ bool tls_required(const Dsn& dsn) {
   const auto it = dsn.params.find("ssl_mode");
   if (it == dsn.params.end()) return false;
   const std::string& mode = it->second;
-  return mode == "required" || mode == "REQUIRED" || mode == "verify_ca" ||
-         mode == "VERIFY_CA" || mode == "verify_identity" || mode == "VERIFY_IDENTITY";
+  return mode == "required" || mode == "REQUIRED" || mode == "verify_ca" || mode == "VERIFY_CA" ||
+         mode == "verify_identity" || mode == "VERIFY_IDENTITY";
 }
 
 void apply_ssl(const Dsn& dsn, MYSQL* m) {
@@ -150,38 +155,48 @@ void apply_ssl(const Dsn& dsn, MYSQL* m) {
   throw Error(error, message, {.sqlstate = std::move(sqlstate), .native_code = code});
 }
 
-}  // namespace
+// A handle with every option set from the DSN, ready for mysql_real_connect(_start), and what
+// the connect needs besides. Shared by connect() and start_connect().
+struct ConnectPlan {
+  MysqlPtr handle;
+  std::size_t cache_size = 0;
+  std::chrono::milliseconds limit{0};  // the connect timeout, exact
+  unsigned connect_seconds = 0;        // limit rounded up to whole seconds (Connector/C's unit)
+  std::string host;
+  std::string socket;
+};
 
-std::unique_ptr<Connection> MariaDbDriver::connect(const Dsn& dsn,
-                                                   std::chrono::milliseconds timeout) {
+ConnectPlan plan_connect(const Dsn& dsn, std::chrono::milliseconds timeout) {
   for (const auto& [key, value] : dsn.params) {
     if (known_params().count(key) == 0) {
       bad_param(dsn, "unknown parameter \"" + key + "\" (see docs/mariadb.md)");
     }
   }
-  const std::size_t cache_size = dsn.params.count("stmt_cache_size") != 0
-                                     ? number_param(dsn, "stmt_cache_size", kMaxStatementCacheSize)
-                                     : kDefaultStatementCacheSize;
+  ConnectPlan plan;
+  plan.cache_size = dsn.params.count("stmt_cache_size") != 0
+                        ? number_param(dsn, "stmt_cache_size", kMaxStatementCacheSize)
+                        : MariaDbDriver::kDefaultStatementCacheSize;
 
-  // Whole seconds, rounded up: Connector/C counts no finer.
-  std::chrono::milliseconds limit = timeout.count() > 0 ? timeout : kDefaultConnectTimeout;
+  plan.limit = timeout.count() > 0 ? timeout : MariaDbDriver::kDefaultConnectTimeout;
   if (dsn.params.count("connect_timeout") != 0) {
     const auto seconds = number_param(dsn, "connect_timeout", kMaxSeconds);
     const std::chrono::milliseconds dsn_limit(seconds * 1000);
-    if (seconds > 0 && (timeout.count() <= 0 || dsn_limit < limit)) limit = dsn_limit;
+    if (seconds > 0 && (timeout.count() <= 0 || dsn_limit < plan.limit)) plan.limit = dsn_limit;
   }
-  const unsigned connect_seconds = static_cast<unsigned>((limit.count() + 999) / 1000);
+  // Whole seconds, rounded up: Connector/C counts no finer.
+  plan.connect_seconds = static_cast<unsigned>((plan.limit.count() + 999) / 1000);
+  const unsigned connect_seconds = plan.connect_seconds;
 
   // mysql_init calls mysql_library_init, which is not thread-safe; run it once first.
   static std::once_flag library_once;
   std::call_once(library_once, [] { mysql_library_init(0, nullptr, nullptr); });
 
-  MysqlPtr m(mysql_init(nullptr));
-  if (!m) {
+  plan.handle.reset(mysql_init(nullptr));
+  if (!plan.handle) {
     throw Error(ErrorCode::connect_failed,
                 "mariadb: cannot connect to " + dsn.redacted() + ": Connector/C is out of memory");
   }
-  MYSQL* const h = m.get();
+  MYSQL* const h = plan.handle.get();
   set_option(dsn, h, MYSQL_OPT_CONNECT_TIMEOUT, &connect_seconds, "connect_timeout");
   // Connector/C bounds the wait for the server's greeting by the connect timeout too. A read
   // timeout would also cut off every long query later, so it is only set when asked for.
@@ -198,33 +213,136 @@ std::unique_ptr<Connection> MariaDbDriver::connect(const Dsn& dsn,
   set_option(dsn, h, MYSQL_OPT_RECONNECT, &no_reconnect, "reconnect");
   const std::string charset = dsn.param("charset", "utf8mb4");
   set_option(dsn, h, MYSQL_SET_CHARSET_NAME, charset.c_str(), "charset");
-  // The non-blocking API (ping's deadline) needs its context set up before connecting; the
-  // blocking calls work on such a handle as usual.
+  // The non-blocking API (ping's deadline, start_connect, start_statement) needs its context
+  // set up before connecting; the blocking calls work on such a handle as usual.
   set_option(dsn, h, MYSQL_OPT_NONBLOCK, nullptr, "nonblock");
   apply_ssl(dsn, h);
 
-  const std::string socket = dsn.param("unix_socket");
-  const std::string host = dsn.host.empty() && socket.empty() ? "127.0.0.1" : dsn.host;
-  if (!socket.empty()) {
+  plan.socket = dsn.param("unix_socket");
+  plan.host = dsn.host.empty() && plan.socket.empty() ? "127.0.0.1" : dsn.host;
+  if (!plan.socket.empty()) {
     const unsigned protocol = MYSQL_PROTOCOL_SOCKET;
     set_option(dsn, h, MYSQL_OPT_PROTOCOL, &protocol, "unix_socket");
   }
-  if (mysql_real_connect(h, host.empty() ? nullptr : host.c_str(),
-                         dsn.user.empty() ? nullptr : dsn.user.c_str(),
-                         dsn.password.empty() ? nullptr : dsn.password.c_str(),
-                         dsn.database.empty() ? nullptr : dsn.database.c_str(), dsn.port,
-                         socket.empty() ? nullptr : socket.c_str(), 0) == nullptr) {
-    connect_failed(dsn, h, connect_seconds);
-  }
+  return plan;
+}
+
+const char* or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
+
+// After a successful connect: the checks and the connection object, as connect() returns it.
+std::unique_ptr<Connection> finish_connect(const Dsn& dsn, ConnectPlan& plan) {
+  MYSQL* const h = plan.handle.get();
   // MYSQL_OPT_SSL_ENFORCE alone does not stop Connector/C 3.3 from going on in plaintext when
   // the server offers no TLS: check what was actually negotiated.
   if (tls_required(dsn) && mysql_get_ssl_cipher(h) == nullptr) {
     throw Error(ErrorCode::connect_failed,
-                "mariadb: cannot connect to " + dsn.redacted() +
-                    ": TLS was required (ssl_mode=" + dsn.params.at("ssl_mode") +
-                    ") but the server did not negotiate it");
-  }  // m closes the handle
-  return std::make_unique<MariaDbConnection>(m.release(), cache_size, dsn.redacted());
+                "mariadb: cannot connect to " + dsn.redacted() + ": TLS was required (ssl_mode=" +
+                    dsn.params.at("ssl_mode") + ") but the server did not negotiate it");
+  }  // plan.handle closes the handle
+  return std::make_unique<MariaDbConnection>(plan.handle.release(), plan.cache_size,
+                                             dsn.redacted());
+}
+
+// mysql_real_connect_start / _cont. Besides Connector/C's own timeouts (connect_seconds, whole
+// seconds) the op keeps the exact limit as its deadline.
+class MariaDbConnectOp final : public ConnectOp {
+ public:
+  MariaDbConnectOp(const Dsn& dsn, std::chrono::milliseconds timeout)
+      : dsn_(dsn), plan_(plan_connect(dsn, timeout)) {}
+  ~MariaDbConnectOp() override { abandon(); }
+
+  IoWait resume(bool timed_out) override {
+    if (over_) return {};
+    MYSQL* const h = plan_.handle.get();
+    try {
+      if (!started_) {
+        started_ = true;
+        deadline_ = std::chrono::steady_clock::now() + plan_.limit;
+        wait_.set(h, mysql_real_connect_start(&ret_, h, or_null(plan_.host), or_null(dsn_.user),
+                                              or_null(dsn_.password), or_null(dsn_.database),
+                                              dsn_.port, or_null(plan_.socket), 0));
+      } else {
+        const int ready = wait_.ready(timed_out);
+        if (ready >= 0) wait_.set(h, mysql_real_connect_cont(&ret_, h, ready));
+      }
+      if (wait_.pending()) {
+        if (std::chrono::steady_clock::now() >= deadline_) timed_out_exchange();
+        return wait();
+      }
+      over_ = true;
+      if (ret_ == nullptr) connect_failed(dsn_, h, plan_.connect_seconds);
+      connection_ = finish_connect(dsn_, plan_);
+      return {};
+    } catch (...) {
+      over_ = true;
+      wait_.take();
+      throw;
+    }
+  }
+
+  void abandon() noexcept override {
+    if (over_) return;
+    over_ = true;
+    if (!plan_.handle) return;
+    mariadb::abort_exchange(plan_.handle.get(), wait_.take(), [this](int ready) {
+      return mysql_real_connect_cont(&ret_, plan_.handle.get(), ready);
+    });
+    plan_.handle.reset();
+  }
+
+  std::unique_ptr<Connection> take() override { return std::move(connection_); }
+
+ private:
+  // What Connector/C waits for, its timeout capped by what is left of the deadline.
+  IoWait wait() const {
+    IoWait w = wait_.io_wait(plan_.handle.get());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+    if (w.timeout.count() == 0 || left < w.timeout) {
+      w.timeout = std::max(left, std::chrono::milliseconds(1));
+    }
+    return w;
+  }
+
+  // Our deadline passed with Connector/C still waiting: ends the exchange and fails as a
+  // blocking connect that ran out of time does.
+  [[noreturn]] void timed_out_exchange() {
+    mariadb::abort_exchange(plan_.handle.get(), wait_.take(), [this](int ready) {
+      return mysql_real_connect_cont(&ret_, plan_.handle.get(), ready);
+    });
+    throw Error(ErrorCode::connect_failed,
+                "mariadb: cannot connect to " + dsn_.redacted() +
+                    ": no answer within the connect timeout of " +
+                    std::to_string(plan_.limit.count()) + " ms",
+                {.native_code = CR_SERVER_LOST});
+  }
+
+  const Dsn dsn_;
+  ConnectPlan plan_;
+  std::chrono::steady_clock::time_point deadline_{};
+  bool started_ = false;
+  bool over_ = false;
+  mariadb::PendingWait wait_;  // what the suspended connect waits for
+  MYSQL* ret_ = nullptr;
+  std::unique_ptr<Connection> connection_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> MariaDbDriver::connect(const Dsn& dsn,
+                                                   std::chrono::milliseconds timeout) {
+  ConnectPlan plan = plan_connect(dsn, timeout);
+  MYSQL* const h = plan.handle.get();
+  if (mysql_real_connect(h, or_null(plan.host), or_null(dsn.user), or_null(dsn.password),
+                         or_null(dsn.database), dsn.port, or_null(plan.socket), 0) == nullptr) {
+    connect_failed(dsn, h, plan.connect_seconds);
+  }
+  return finish_connect(dsn, plan);
+}
+
+std::unique_ptr<ConnectOp> MariaDbDriver::start_connect(const Dsn& dsn,
+                                                        std::chrono::milliseconds timeout) {
+  return std::make_unique<MariaDbConnectOp>(dsn, timeout);
 }
 
 std::shared_ptr<Driver> mariadb_driver() {

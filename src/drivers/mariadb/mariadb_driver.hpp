@@ -45,6 +45,14 @@ class MariaDbDriver final : public Driver {
   // connections; 2002 / 2003 unreachable; 2013 no greeting in time). Messages carry the
   // server's text and the redacted DSN, never the password.
   std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) override;
+
+  // connect() over Connector/C's non-blocking API (mysql_real_connect_start / _cont): the same
+  // options, limit, post-connect checks and errors, from the op's resume(). The limit is kept
+  // exactly (in ms) as the op's deadline besides Connector/C's whole seconds; when it passes,
+  // resume() throws connect_failed ("no answer within the connect timeout", native code 2013).
+  // DSN errors (invalid_argument) are thrown here. take() returns a MariaDbConnection.
+  std::unique_ptr<ConnectOp> start_connect(const Dsn& dsn,
+                                           std::chrono::milliseconds timeout) override;
 };
 
 // The registered MariaDB driver. Never null.
