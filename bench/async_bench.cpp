@@ -3,10 +3,21 @@
 // 16); `sync`: T threads (default 64) share the same kind of pool through the blocking API. Each
 // loop: acquire; SELECT one row of pgbench_accounts by a random key; release. Reports queries/s
 // over a fixed window and the process's memory (VmRSS before the workers start and at the end,
-// and VmHWM, the peak). Run each mode in its own process (scripts/bench-async alternates them)
-// so that the memory figures are the mode's own.
+// and VmHWM, the peak). With --rounds R (R > 0) it runs each mode R times, alternating, each
+// round in a fresh process of its own (so that the memory figures are the mode's own), and
+// prints the rounds and a summary (best and median queries/s, and their ratio). --pin puts the
+// server (--server-pid: the postmaster and its children) on the last CPU and the benchmark on
+// the others, as if the database ran on a host of its own.
 //
+//   scripts/bench-async                       (starts a server, runs --rounds 5, both pinnings)
 //   RESERVOIR_PG_DSN=postgresql://... async_bench --mode async --seconds 3
+#include <dirent.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -19,6 +30,8 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,12 +52,15 @@ struct Args {
   std::uint32_t threads = 64;
   std::uint32_t pool_size = 16;
   std::int64_t rows = 100'000;
+  int rounds = 0;       // > 0: the parent that runs rounds in child processes
+  long server_pid = 0;  // the postmaster, for --pin
+  bool pin = false;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::cerr << "async_bench: " << why << "\n"
             << "usage: async_bench [--mode async|sync] [--seconds S] [--warmup S] [--coroutines C]"
-               " [--threads T] [--pool-size P] [--rows N]\n"
+               " [--threads T] [--pool-size P] [--rows N] [--rounds R] [--server-pid PID] [--pin]\n"
                "  the DSN comes from RESERVOIR_PG_DSN (scripts/bench-async sets it)\n";
   std::exit(2);
 }
@@ -71,6 +87,14 @@ Args parse(int argc, char** argv) {
       a.pool_size = static_cast<std::uint32_t>(std::stoul(next()));
     } else if (k == "--rows") {
       a.rows = std::stoll(next());
+    } else if (k == "--db") {  // scripts/bench-pg passes it
+      if (next() != "postgresql") usage("only --db postgresql");
+    } else if (k == "--rounds") {
+      a.rounds = std::stoi(next());
+    } else if (k == "--server-pid") {
+      a.server_pid = std::stol(next());
+    } else if (k == "--pin") {
+      a.pin = true;
     } else if (k == "--help" || k == "-h") {
       usage("help");
     } else {
@@ -142,10 +166,119 @@ void sync_worker(reservoir::Pool& pool, Counters& c, std::uint64_t seed, std::in
   }
 }
 
+// --pin: the server's processes (the postmaster, whose new children inherit it, and the children
+// running now) on the last CPU; this process on the others.
+void pin(long server_pid) {
+  const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu < 2 || server_pid <= 0) {
+    std::cerr << "async_bench: --pin needs 2 CPUs and --server-pid\n";
+    std::exit(2);
+  }
+  cpu_set_t server, client;
+  CPU_ZERO(&server);
+  CPU_ZERO(&client);
+  CPU_SET(ncpu - 1, &server);
+  for (long c = 0; c + 1 < ncpu; ++c) CPU_SET(c, &client);
+  std::vector<pid_t> pids{static_cast<pid_t>(server_pid)};
+  if (DIR* d = opendir("/proc")) {
+    while (dirent* e = readdir(d)) {
+      const long pid = std::strtol(e->d_name, nullptr, 10);
+      if (pid <= 0) continue;
+      std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      char state;
+      long ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == server_pid) pids.push_back(static_cast<pid_t>(pid));
+    }
+    closedir(d);
+  }
+  for (pid_t p : pids) sched_setaffinity(p, sizeof server, &server);
+  if (sched_setaffinity(0, sizeof client, &client) != 0) {
+    std::cerr << "async_bench: sched_setaffinity failed\n";
+    std::exit(2);
+  }
+}
+
+// The parent: runs the rounds, each in a child process (this program with --rounds 0), and
+// summarises their result lines.
+int run_rounds(const Args& a, int argc, char** argv) {
+  std::map<std::string, std::vector<long>> qps;
+  std::map<std::string, std::vector<long>> per_worker;
+  int failures = 0;
+  for (int r = 0; r < a.rounds; ++r) {
+    for (const char* mode : {"async", "sync"}) {
+      // The same arguments, with --rounds 0 and the mode of this round.
+      std::vector<std::string> args{argv[0]};
+      for (int i = 1; i < argc; ++i) {
+        const std::string k = argv[i];
+        if (k == "--rounds" || k == "--mode") {
+          ++i;
+          continue;
+        }
+        args.push_back(k);
+      }
+      args.insert(args.end(), {"--rounds", "0", "--mode", mode});
+      std::vector<char*> cargv;
+      for (auto& s : args) cargv.push_back(s.data());
+      cargv.push_back(nullptr);
+      int fds[2];
+      if (pipe(fds) != 0) return 1;
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+      posix_spawn_file_actions_addclose(&fa, fds[0]);
+      pid_t child;
+      if (posix_spawn(&child, "/proc/self/exe", &fa, nullptr, cargv.data(), environ) != 0) {
+        std::cerr << "async_bench: cannot start a round\n";
+        return 1;
+      }
+      posix_spawn_file_actions_destroy(&fa);
+      close(fds[1]);
+      std::string out;
+      char buf[4096];
+      for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, n);
+      close(fds[0]);
+      int status = 0;
+      waitpid(child, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failures;
+      std::cout << "round " << r + 1 << ": " << out << std::flush;
+      auto field = [&](const std::string& key) {
+        const auto at = out.find(" " + key + "=");
+        return at == std::string::npos
+                   ? -1L
+                   : std::strtol(out.c_str() + at + key.size() + 2, nullptr, 10);
+      };
+      qps[mode].push_back(field("qps"));
+      per_worker[mode].push_back(field("per_worker_bytes"));
+    }
+  }
+  auto best = [](std::vector<long> v) { return *std::max_element(v.begin(), v.end()); };
+  auto median = [](std::vector<long> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::cout << "summary" << (a.pin ? " (pinned: server on the last CPU)" : " (not pinned)")
+            << ": async best " << best(qps["async"]) << " median " << median(qps["async"])
+            << " q/s, " << median(per_worker["async"]) << " B per coroutine; sync best "
+            << best(qps["sync"]) << " median " << median(qps["sync"]) << " q/s, "
+            << median(per_worker["sync"]) << " B per thread; async/sync best "
+            << static_cast<double>(best(qps["async"])) / best(qps["sync"]) << " median "
+            << static_cast<double>(median(qps["async"])) / median(qps["sync"]) << "; failed rounds "
+            << failures << "\n";
+  return failures == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
+  if (a.pin) pin(a.server_pid);
+  if (a.rounds > 0) return run_rounds(a, argc, argv);
   const char* dsn = std::getenv("RESERVOIR_PG_DSN");
   if (dsn == nullptr || *dsn == '\0') usage("RESERVOIR_PG_DSN is not set");
 

@@ -2,7 +2,6 @@
 // machine (Engine::next_step, shared with the synchronous acquire) from a coroutine: waiting is
 // a suspension in the engine's one FIFO queue, connects use the driver's non-blocking path or
 // the worker pool.
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/concurrent_channel.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -21,10 +20,35 @@ namespace {
 
 using core::Engine;
 using core::Slot;
-using namespace asio::experimental::awaitable_operators;
 // Capacity 1: a wake-up that arrives before the coroutine waits is kept; more are one wake-up.
 // (The int is a dummy: Asio 1.22 cannot instantiate a channel of void(error_code) alone.)
 using WakeChannel = asio::experimental::concurrent_channel<void(asio::error_code, int)>;
+
+// How a waiting coroutine is woken: by the engine (a release, a freed place, close) through the
+// channel, or by its own timer at the step's wake_at, which sends to the same channel. One wait
+// is then one receive, with no timer armed per wait. Shared with the timer's handler, which may
+// run after the coroutine is gone.
+struct WaitState {
+  explicit WaitState(const asio::any_io_executor& ex) : wake(ex, 1), timer(ex) {}
+  WakeChannel wake;
+  asio::steady_timer timer;
+  Engine::RealClock::time_point armed = Engine::RealClock::time_point::max();
+
+  // Makes the timer wake the channel at `at` (no-op if it already does).
+  static void arm(const std::shared_ptr<WaitState>& self, Engine::RealClock::time_point at) {
+    if (at == self->armed) return;
+    self->armed = at;
+    if (at == Engine::RealClock::time_point::max()) {
+      self->timer.cancel();
+      return;
+    }
+    self->timer.expires_at(at);  // cancels a pending wait (its handler sees operation_aborted)
+    self->timer.async_wait([weak = std::weak_ptr<WaitState>(self)](asio::error_code ec) {
+      if (ec) return;
+      if (auto s = weak.lock()) s->wake.try_send(asio::error_code{}, 0);
+    });
+  }
+};
 
 // Throws if the coroutine was cancelled while it was busy with something that could not be
 // interrupted (a call on the worker pool).
@@ -92,11 +116,10 @@ asio::awaitable<Lease> async_acquire(Pool& pool, AcquireOptions options,
   if (Lease lease = e.acquire_begin(options, where, r, mode, timeout); lease) co_return lease;
 
   auto ex = co_await asio::this_coro::executor;
-  WakeChannel wake(ex, 1);
-  asio::steady_timer timer(ex);
+  const auto waits = std::make_shared<WaitState>(ex);
   Engine::AcquireRun run;
   e.begin_run(run, r, mode, timeout);
-  run.w.context = &wake;
+  run.w.context = &waits->wake;
   run.w.notify = [](core::Waiter& w) noexcept {
     // Under the engine's mutex: try_send only posts the coroutine's resumption.
     static_cast<WakeChannel*>(w.context)->try_send(asio::error_code{}, 0);
@@ -178,13 +201,8 @@ asio::awaitable<Lease> async_acquire(Pool& pool, AcquireOptions options,
         break;
       case Engine::StepKind::wait: {
         lk.unlock();
-        if (step.wake_at == Engine::RealClock::time_point::max()) {
-          co_await wake.async_receive(asio::use_awaitable);
-        } else {
-          timer.expires_at(step.wake_at);
-          co_await (wake.async_receive(asio::use_awaitable) ||
-                    timer.async_wait(asio::use_awaitable));
-        }
+        WaitState::arm(waits, step.wake_at);
+        co_await waits->wake.async_receive(asio::use_awaitable);
         lk.lock();
         break;
       }
