@@ -111,8 +111,8 @@ asio::awaitable<Lease> async_acquire(Pool& pool, AcquireOptions options,
   const std::shared_ptr<Engine> engine = PoolAccess::engine(pool);
   Engine& e = *engine;
   Engine::Request r;
-  GetMode mode;
-  std::chrono::milliseconds timeout;
+  GetMode mode = GetMode::wait;
+  std::chrono::milliseconds timeout{0};
   if (Lease lease = e.acquire_begin(options, where, r, mode, timeout); lease) co_return lease;
 
   auto ex = co_await asio::this_coro::executor;

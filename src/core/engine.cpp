@@ -386,8 +386,8 @@ Lease Engine::acquire_begin(const AcquireOptions& options, std::source_location 
 
 Lease Engine::acquire(const AcquireOptions& options, std::source_location where) {
   Request r;
-  GetMode mode;
-  std::chrono::milliseconds timeout;
+  GetMode mode = GetMode::wait;
+  std::chrono::milliseconds timeout{0};
   if (Lease lease = acquire_begin_inline(options, where, r, mode, timeout); lease) return lease;
   return acquire_slow(r, mode, timeout);
 }

@@ -13,6 +13,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <atomic>
 #include <mutex>
@@ -196,8 +197,10 @@ TEST(Async, TenThousandCancelledOrTimedOutWaitsLeaveCountersExact) {
   std::atomic<int> served{0}, cancelled{0}, timed_out{0}, other{0};
   constexpr int kWaiters = 10'000;
   for (int i = 0; i < kWaiters; ++i) {
+    // Two threads run io: each coroutine on a strand of its own, as Asio requires for the
+    // awaitable operators (their branches must not run at once).
     asio::co_spawn(
-        io,
+        asio::make_strand(io),
         [&, i]() -> asio::awaitable<void> {
           try {
             if (i % 3 == 0) {
