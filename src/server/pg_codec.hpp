@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -237,6 +238,15 @@ void put_terminate(std::string& out);
 
 template <class OnMessage>
 void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_message) {
+  const char* const start = data;
+  // on_message(type, body, captured) or on_message(type, body, captured, end), where end is the
+  // offset in this chunk just past the message's last byte.
+  auto call = [&](char type, std::string_view body, bool captured) {
+    if constexpr (std::is_invocable_v<OnMessage&, char, std::string_view, bool, std::size_t>)
+      on_message(type, body, captured, static_cast<std::size_t>(data - start));
+    else
+      on_message(type, body, captured);
+  };
   while (n > 0) {
     if (remaining_ == 0 && header_have_ < 5) {
       // Fast path: a whole header in the input.
@@ -255,7 +265,7 @@ void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_messag
       start_message();
       if (remaining_ == 0) {  // an empty body: complete already
         header_have_ = 0;
-        on_message(static_cast<char>(header_[0]), std::string_view(), capturing_);
+        call(static_cast<char>(header_[0]), std::string_view(), capturing_);
         continue;
       }
     }
@@ -266,8 +276,8 @@ void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_messag
     remaining_ -= take;
     if (remaining_ == 0) {
       header_have_ = 0;
-      on_message(static_cast<char>(header_[0]),
-                 capturing_ ? std::string_view(body_) : std::string_view(), capturing_);
+      call(static_cast<char>(header_[0]), capturing_ ? std::string_view(body_) : std::string_view(),
+           capturing_);
     }
   }
 }

@@ -1,0 +1,141 @@
+// src/server/backend.hpp: raw PostgreSQL server connections for reservoird, as a reservoir Driver
+// and Connection, so that the pool engine sizes, waits for, checks, expires and counts them.
+//
+//   auto target = std::make_shared<BackendTarget>(...);     // host, dbname, user, password, ...
+//   PoolOptions o; o.dsn = "reservoird://server"; o.driver =
+//   std::make_shared<BackendDriver>(target); Lease lease = co_await pool->async_acquire(options);
+//   auto* server = BackendConnection::from(*lease);          // fd, parameters, backend key
+//
+// The session relays protocol bytes over fd() itself (through Asio); the Connection interface
+// (ping, reset, rollback, execute without parameters) runs blocking simple-protocol round trips
+// with deadlines, on whichever thread the engine calls it (the async worker pool, or the thread
+// that ends a lease).
+//
+// Thread safety: BackendDriver::connect and set_target may be called from any thread. A
+// BackendConnection is used by one thread at a time (its lease holder or the engine).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "reservoir/connection.hpp"
+#include "reservoir/driver.hpp"
+#include "server/pg_codec.hpp"
+
+namespace reservoir::server {
+
+// Where and how a pool's server connections log in. Immutable once shared.
+struct BackendTarget {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  std::string dbname;
+  std::string user;
+  std::string password;  // plain, or an md5 hash ("md5..."): used for md5 and cleartext only
+  // Startup parameters besides user and database (application_name, client_encoding, options,
+  // ...), from the pool's first client.
+  std::vector<std::pair<std::string, std::string>> startup_params;
+  std::string check_query = "select 1";  // ping
+  std::string reset_query = "DISCARD ALL";
+  std::size_t max_message = pg::kDefaultMaxMessage;
+};
+
+class BackendConnection final : public Connection {
+ public:
+  // Opens the socket, logs in, reads ParameterStatus, BackendKeyData and ReadyForQuery, all
+  // within timeout. Errors: connect_failed (unreachable, refused, an unknown database: the
+  // SQLSTATE is carried), auth_failed (28xxx, or an authentication method we cannot answer).
+  static std::unique_ptr<BackendConnection> open(const BackendTarget& target,
+                                                 std::chrono::milliseconds timeout);
+  ~BackendConnection() override;
+
+  // The BackendConnection behind a lease's Connection (its native_handle()).
+  static BackendConnection* from(Connection& c) noexcept {
+    return static_cast<BackendConnection*>(c.native_handle());
+  }
+
+  // --- for the relaying session ---
+  int fd() const noexcept { return fd_; }
+  const std::map<std::string, std::string>& parameters() const noexcept { return params_; }
+  void set_parameter(std::string name, std::string value) {
+    params_[std::move(name)] = std::move(value);
+  }
+  pg::BackendKey key() const noexcept { return key_; }
+  const BackendTarget& target() const noexcept { return *target_; }
+  // The transaction status of the last ReadyForQuery the session relayed ('I', 'T', 'E').
+  void set_status(char status) noexcept { status_ = status; }
+  char status() const noexcept { return status_; }
+  void mark_broken() noexcept { broken_ = true; }
+
+  // --- Connection ---
+  std::uint64_t execute_params(std::string_view sql, std::span<const Value> params) override;
+  // Runs sql through the simple protocol; rows are not decoded (the result has the affected
+  // count only). Parameters: unsupported.
+  ResultSet query_params(std::string_view sql, std::span<const Value> params) override;
+  void begin() override { simple("BEGIN", {}); }
+  void commit() override { simple("COMMIT", {}); }
+  void rollback() override { simple("ROLLBACK", {}); }
+  bool in_transaction() const noexcept override { return status_ != 'I'; }
+  bool broken() const noexcept override { return broken_; }
+  void ping(std::chrono::milliseconds timeout) override;
+  // ROLLBACK when in a transaction, then the target's reset_query (DISCARD ALL by default).
+  void reset() override;
+  void* native_handle() noexcept override { return this; }
+  std::string_view driver_name() const noexcept override { return "reservoird"; }
+
+ private:
+  explicit BackendConnection(std::shared_ptr<const BackendTarget> target)
+      : target_(std::move(target)) {}
+  using Deadline = std::chrono::steady_clock::time_point;
+  void login(Deadline deadline);
+  // One simple-protocol round trip; returns the last CommandComplete's row count. Throws
+  // query_failed with the SQLSTATE, connection_lost (then broken()).
+  std::uint64_t simple(std::string_view sql, std::chrono::milliseconds timeout);
+  void send_all(const std::string& bytes, Deadline deadline);
+  // The next whole message (read into in_); throws connection_lost on EOF, error or deadline.
+  pg::Message next_message(Deadline deadline);
+  [[noreturn]] void lost(const std::string& what);
+
+  std::shared_ptr<const BackendTarget> target_;
+  int fd_ = -1;
+  std::map<std::string, std::string> params_;
+  pg::BackendKey key_;
+  char status_ = 'I';
+  bool broken_ = false;
+  std::string in_;  // bytes read but not yet consumed (blocking calls only)
+  std::size_t in_at_ = 0;
+};
+
+// The Driver for one pool's server connections. The DSN is ignored: connections go to the
+// current target.
+class BackendDriver final : public Driver {
+ public:
+  explicit BackendDriver(std::shared_ptr<const BackendTarget> target)
+      : target_(std::move(target)) {}
+  std::string_view scheme() const noexcept override { return "reservoird"; }
+  std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) override;
+  // New connections use target from now on (reload); open ones keep theirs.
+  void set_target(std::shared_ptr<const BackendTarget> target);
+  std::shared_ptr<const BackendTarget> target() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const BackendTarget> target_;  // guarded by mutex_
+};
+
+// Sends a CancelRequest for key to host:port over a new connection (blocking, bounded by
+// timeout). Errors are swallowed: a cancel is best effort, as in libpq.
+void send_cancel(const std::string& host, std::uint16_t port, pg::BackendKey key,
+                 std::chrono::milliseconds timeout);
+
+// A TCP connection to host:port within the deadline: non-blocking, TCP_NODELAY, SO_KEEPALIVE.
+// Returns the fd or throws Error{connect_failed}.
+int connect_tcp(const std::string& host, std::uint16_t port,
+                std::chrono::steady_clock::time_point deadline);
+
+}  // namespace reservoir::server

@@ -1,0 +1,146 @@
+// src/server/daemon.hpp: reservoird's process: config and auth_file (reloadable), listeners on
+// `workers` threads (one io_context each, SO_REUSEPORT acceptors), pools per (database, user),
+// the cancel-key map, client limits, signals and logging.
+//
+//   reservoir::server::Daemon d("/etc/reservoird.ini");   // throws ConfigError
+//   return d.run();                                       // until SIGTERM/SIGINT/shutdown()
+//
+// Thread safety: every public member may be called from any thread (sessions run on several).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "reservoir/pool.hpp"
+#include "server/auth.hpp"
+#include "server/backend.hpp"
+#include "server/config.hpp"
+#include "server/pg_codec.hpp"
+
+namespace reservoir::server {
+
+// Leveled logging to stderr or the logfile, one line per call, never a password.
+class Log {
+ public:
+  enum class Level : std::uint8_t { error, warning, info, debug };
+  void configure(const std::string& level, const std::string& file);
+  bool enabled(Level l) const noexcept { return l <= level_.load(std::memory_order_relaxed); }
+  void write(Level l, const std::string& message);
+  void error(const std::string& m) { write(Level::error, m); }
+  void warning(const std::string& m) { write(Level::warning, m); }
+  void info(const std::string& m) {
+    if (enabled(Level::info)) write(Level::info, m);
+  }
+  void debug(const std::string& m) {
+    if (enabled(Level::debug)) write(Level::debug, m);
+  }
+  ~Log();
+
+ private:
+  std::atomic<Level> level_{Level::info};
+  std::mutex mutex_;
+  std::FILE* file_ = nullptr;  // guarded by mutex_; nullptr: stderr
+};
+
+// One pool of server connections: one (database, user).
+struct PoolEntry {
+  std::string database;  // as clients name it
+  std::string user;      // the server user
+  PoolMode mode = PoolMode::session;
+  std::shared_ptr<BackendDriver> driver;
+  std::shared_ptr<Pool> pool;
+  std::atomic<std::uint32_t> clients{0};
+
+  // The ParameterStatus set new clients of this pool are sent (from a server connection).
+  std::map<std::string, std::string> server_params() const {
+    std::lock_guard lock(mutex);
+    return params;
+  }
+  void set_server_params(const std::map<std::string, std::string>& p) {
+    std::lock_guard lock(mutex);
+    if (params.empty()) params = p;
+  }
+
+  mutable std::mutex mutex;
+  std::map<std::string, std::string> params;  // guarded by mutex
+};
+
+// Where a client's CancelRequest must go: the server connection it is on, if any.
+struct CancelSlot {
+  std::mutex mutex;
+  bool attached = false;  // guarded by mutex, as the rest
+  std::string host;
+  std::uint16_t port = 0;
+  pg::BackendKey key;
+};
+
+class Daemon {
+ public:
+  // Loads the config and the auth_file. Throws ConfigError.
+  explicit Daemon(std::string config_path);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Listens and serves until shutdown; returns the process exit code. SIGTERM/SIGINT: stop
+  // accepting, wait (up to 10 s) for sessions on a server connection to finish, exit 0. SIGHUP:
+  // reload().
+  int run();
+  void shutdown() noexcept;
+  // Re-reads config and auth_file; on error logs it and keeps the old ones. Returns success.
+  bool reload();
+
+  // --- for sessions ---
+  std::shared_ptr<const Config> config() const;
+  std::shared_ptr<const std::map<std::string, Secret>> users() const;
+  Log& log() noexcept { return log_; }
+  bool shutting_down() const noexcept { return shutting_down_.load(std::memory_order_relaxed); }
+
+  // The pool for (database entry, server user), created on first use with startup_params as
+  // its servers' startup parameters. Throws reservoir::Error.
+  // Never blocks: a new pool opens its min_pool_size connections in the background.
+  std::shared_ptr<PoolEntry> pool_for(
+      const DatabaseEntry& db, const std::string& server_user, const std::string& password,
+      std::vector<std::pair<std::string, std::string>> startup_params);
+  std::vector<std::shared_ptr<PoolEntry>> pools() const;
+
+  // A fresh fake BackendKeyData for a client, mapped to its slot until forget_client().
+  pg::BackendKey register_client(std::shared_ptr<CancelSlot> slot);
+  void forget_client(pg::BackendKey key);
+  // Forwards a client's CancelRequest to the server connection it is on (in the background).
+  void cancel(pg::BackendKey key);
+
+  // max_client_conn: false when the limit is reached. leave_client() for each true.
+  bool enter_client() noexcept;
+  void leave_client() noexcept;
+  std::uint32_t clients() const noexcept { return clients_.load(std::memory_order_relaxed); }
+  // Sessions holding a server connection (shutdown waits for them).
+  std::atomic<std::uint32_t> attached{0};
+
+ private:
+  struct Impl;
+  std::string path_;
+  Log log_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<std::uint32_t> clients_{0};
+
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Config> config_;                        // guarded by mutex_
+  std::shared_ptr<const std::map<std::string, Secret>> users_;  // guarded by mutex_
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<PoolEntry>> pools_;  // mutex_
+  std::map<std::uint64_t, std::shared_ptr<CancelSlot>> cancel_;  // guarded by mutex_
+  std::unique_ptr<Impl> impl_;
+};
+
+// The server target for a database entry and user (host, port, dbname, password, queries).
+BackendTarget make_target(const Config& config, const DatabaseEntry& db,
+                          const std::string& server_user, const std::string& password);
+
+}  // namespace reservoir::server

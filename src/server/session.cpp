@@ -1,0 +1,723 @@
+// src/server/session.cpp: a reservoird client session: startup, authentication, and the relay
+// between the client and server connections per pool mode (session, transaction, statement).
+//
+// The relay reads whatever is available (large buffers), scans only message headers (plus the
+// bodies of ReadyForQuery and ParameterStatus from the server), and writes each chunk on in one
+// call. A server connection goes back to the pool when ReadyForQuery says idle, every Query and
+// Sync sent has had its ReadyForQuery, no extended-protocol message waits for a Sync, no COPY is
+// in progress and the client is between messages.
+#include "server/session.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <cerrno>
+#include <memory>
+#include <optional>
+#include <random>
+
+#include "reservoir/async.hpp"
+#include "reservoir/error.hpp"
+#include "server/auth.hpp"
+#include "server/backend.hpp"
+#include "server/daemon.hpp"
+#include "server/pg_codec.hpp"
+
+namespace reservoir::server {
+
+// ---- startup options -------------------------------------------------------------------------
+
+ClientOptions parse_client_options(std::string_view options) {
+  ClientOptions out;
+  // Split on unescaped whitespace, as the server does (backslash escapes the next character).
+  std::vector<std::string> tokens;
+  std::string cur;
+  for (std::size_t i = 0; i < options.size(); ++i) {
+    const char ch = options[i];
+    if (ch == '\\' && i + 1 < options.size()) {
+      cur.push_back(ch);
+      cur.push_back(options[++i]);
+    } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+      if (!cur.empty()) tokens.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur.push_back(ch);
+    }
+  }
+  if (!cur.empty()) tokens.push_back(std::move(cur));
+
+  std::vector<std::string> kept;
+  auto take = [&](std::string_view setting) -> bool {  // true: a reservoir.* setting, consumed
+    if (setting.rfind("reservoir.", 0) != 0) return false;
+    const std::size_t eq = setting.find('=');
+    const std::string_view key = setting.substr(0, eq);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : setting.substr(eq + 1);
+    if (key == "reservoir.cclass") {
+      out.cclass = std::string(value);
+    } else if (key == "reservoir.purity") {
+      if (value == "self" || value == "SELF") {
+        out.purity = Purity::self;
+      } else if (value == "new" || value == "NEW") {
+        out.purity = Purity::new_;
+      } else {
+        out.error =
+            "invalid value for reservoir.purity: \"" + std::string(value) + "\" (self or new)";
+      }
+    } else {
+      out.error = "unrecognized configuration parameter \"" + std::string(key) + "\"";
+    }
+    return true;
+  };
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (t == "-c" && i + 1 < tokens.size()) {
+      if (take(tokens[i + 1])) {
+        ++i;
+        continue;
+      }
+      kept.push_back(t);
+      kept.push_back(tokens[++i]);
+      continue;
+    }
+    if (t.rfind("-c", 0) == 0 && t.size() > 2 && take(std::string_view(t).substr(2))) continue;
+    if (t.rfind("--", 0) == 0 && take(std::string_view(t).substr(2))) continue;
+    kept.push_back(t);
+  }
+  for (const auto& k : kept) {
+    if (!out.server_options.empty()) out.server_options.push_back(' ');
+    out.server_options += k;
+  }
+  return out;
+}
+
+namespace {
+
+using Socket = asio::generic::stream_protocol::socket;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+
+constexpr std::size_t kClientBuffer = 16 * 1024;
+constexpr std::size_t kServerBuffer = 64 * 1024;
+constexpr std::size_t kMaxAuthMessage = 10'000;
+
+std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+class Session {
+ public:
+  Session(Daemon& d, Socket s)
+      : d_(d),
+        client_(std::move(s)),
+        timer_(client_.get_executor()),
+        cfg_(d.config()),
+        from_client_(pg::kDefaultMaxMessage),
+        from_server_(pg::kDefaultMaxMessage, pg::types_bitmap("ZS")) {}
+
+  ~Session() {
+    if (server_) detach(false);  // the coroutine was destroyed (shutdown): never reuse unchecked
+    if (registered_) d_.forget_client(fake_key_);
+    if (counted_) d_.leave_client();
+    if (pool_) pool_->clients.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  asio::awaitable<void> run() {
+    try {
+      if (!co_await startup()) co_return;
+      if (!co_await login()) co_return;
+      co_await relay();
+    } catch (const std::exception& e) {
+      d_.log().debug("client " + user_ + "@" + database_ + ": " + e.what());
+    }
+    if (server_) co_await leave_server();
+  }
+
+ private:
+  // ---- I/O helpers ----
+
+  asio::awaitable<bool> write_client(const char* p, std::size_t n) {
+    auto [ec, written] = co_await asio::async_write(client_, asio::buffer(p, n),
+                                                    asio::experimental::as_tuple(use_awaitable));
+    co_return !ec;
+  }
+  asio::awaitable<bool> flush_out() {
+    const bool ok = co_await write_client(out_.data(), out_.size());
+    out_.clear();
+    co_return ok;
+  }
+  // Sends an ErrorResponse (FATAL ends the session: callers return after it).
+  asio::awaitable<void> fail(std::string_view sqlstate, std::string_view message,
+                             std::string_view severity = "FATAL") {
+    pg::put_error_response(out_, severity, sqlstate, message);
+    co_await flush_out();
+    if (severity == "FATAL")
+      d_.log().info("client " + user_ + "@" + database_ + " closed: " + std::string(message));
+  }
+
+  // Reads one whole normal-phase message during authentication into auth_in_.
+  asio::awaitable<std::optional<pg::Message>> read_auth_message() {
+    if (auth_used_ > 0) {
+      auth_in_.erase(0, auth_used_);
+      auth_used_ = 0;
+    }
+    while (true) {
+      std::size_t size = 0;
+      if (auto m = pg::read_message(auth_in_, &size, kMaxAuthMessage)) {
+        auth_used_ = size;
+        co_return m;
+      }
+      char buf[4096];
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(buf),
+                                                      asio::experimental::as_tuple(use_awaitable));
+      if (ec || n == 0) co_return std::nullopt;
+      auth_in_.append(buf, n);
+    }
+  }
+
+  // ---- startup ----
+
+  asio::awaitable<bool> startup() {
+    pg::StartupReader reader;
+    char buf[4096];
+    while (true) {
+      timer_.expires_after(std::chrono::seconds(15));  // a client that never sends a startup
+      auto r = co_await (
+          client_.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable)) ||
+          timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+      if (r.index() == 1) co_return false;
+      auto [ec, n] = std::get<0>(r);
+      if (ec || n == 0) co_return false;
+      try {
+        reader.feed(buf, n);
+        while (auto frame = reader.next()) {
+          pg::StartupPacket p = pg::parse_startup(*frame);
+          switch (p.kind) {
+            case pg::StartupPacket::Kind::ssl_request:
+            case pg::StartupPacket::Kind::gssenc_request: {
+              const char no = 'N';
+              if (!co_await write_client(&no, 1)) co_return false;
+              break;
+            }
+            case pg::StartupPacket::Kind::cancel_request:
+              d_.cancel({p.cancel_pid, p.cancel_key});
+              co_return false;
+            case pg::StartupPacket::Kind::startup:
+              startup_ = std::move(p);
+              auth_in_ = std::string(reader.rest());
+              co_return true;
+          }
+        }
+      } catch (const pg::ProtocolError& e) {
+        error_state_ = e.sqlstate();
+        error_text_ = e.what();
+      }
+      if (!error_text_.empty()) {
+        co_await fail(error_state_, error_text_);
+        co_return false;
+      }
+    }
+  }
+
+  // ---- login ----
+
+  asio::awaitable<bool> login() {
+    user_ = *startup_.param("user");
+    const std::string* db = startup_.param("database");
+    database_ = db != nullptr && !db->empty() ? *db : user_;
+    if (!d_.enter_client()) {
+      co_await fail("53300", "no more connections allowed (max_client_conn)");
+      co_return false;
+    }
+    counted_ = true;
+    const std::string* opts = startup_.param("options");
+    copts_ = parse_client_options(opts != nullptr ? *opts : std::string());
+    if (!copts_.error.empty()) {
+      co_await fail("22023", copts_.error);
+      co_return false;
+    }
+    if (database_ == "reservoir" || database_ == "pgbouncer") {
+      co_await fail("0A000", "the admin console is not implemented yet");
+      co_return false;
+    }
+    auto it = cfg_->databases.find(database_);
+    if (it == cfg_->databases.end()) it = cfg_->databases.find("*");
+    if (it == cfg_->databases.end()) {
+      co_await fail("3D000", "no such database: " + quote(database_));
+      co_return false;
+    }
+    DatabaseEntry entry = it->second;
+    if (entry.name == "*" || entry.name.empty()) entry.name = database_;
+    if (entry.dbname.empty()) entry.dbname = database_;
+    if (!co_await authenticate()) co_return false;
+
+    // The server login: the forced user of the [databases] line, else the client's.
+    const std::string server_user = entry.user.value_or(user_);
+    std::string password;
+    if (entry.password) {
+      password = *entry.password;
+    } else if (auto users = d_.users()) {
+      if (auto u = users->find(server_user);
+          u != users->end() && u->second.kind != Secret::Kind::scram)
+        password = u->second.text;
+    }
+    std::vector<std::pair<std::string, std::string>> params;
+    for (const auto& [k, v] : startup_.params) {
+      if (k == "user" || k == "database" || k == "options" || k == "replication") continue;
+      params.emplace_back(k, v);
+    }
+    if (!copts_.server_options.empty()) params.emplace_back("options", copts_.server_options);
+    try {
+      pool_ = d_.pool_for(entry, server_user, password, std::move(params));
+    } catch (const Error& e) {
+      error_state_ = e.sqlstate().empty() ? "08006" : e.sqlstate();
+      error_text_ = e.what();
+    }
+    if (!pool_) {
+      co_await fail(error_state_, error_text_);
+      co_return false;
+    }
+    pool_->clients.fetch_add(1, std::memory_order_relaxed);
+    mode_ = pool_->mode;
+    acquire_.cclass = copts_.cclass;
+    acquire_.purity = copts_.purity;
+
+    cancel_slot_ = std::make_shared<CancelSlot>();
+    fake_key_ = d_.register_client(cancel_slot_);
+    registered_ = true;
+
+    auto server_params = pool_->server_params();
+    if (server_params.empty() || mode_ == PoolMode::session) {
+      if (!co_await attach()) co_return false;  // sends the server's ParameterStatus set
+    } else {
+      for (const auto& [k, v] : server_params) pg::put_parameter_status(out_, k, v);
+      client_params_ = std::move(server_params);
+    }
+    pg::put_backend_key_data(out_, fake_key_);
+    pg::put_ready_for_query(out_, 'I');
+    if (!co_await flush_out()) co_return false;
+    if (server_ && mode_ != PoolMode::session && can_release()) detach(true);
+    d_.log().debug("client " + user_ + "@" + database_ + " logged in");
+    co_return true;
+  }
+
+  asio::awaitable<bool> authenticate() {
+    const AuthType type = cfg_->auth_type;
+    if (type == AuthType::trust) {
+      pg::put_auth_ok(out_);
+      co_return true;
+    }
+    auto users = d_.users();
+    const Secret* secret = nullptr;
+    if (users) {
+      if (auto u = users->find(user_); u != users->end()) secret = &u->second;
+    }
+    if (secret == nullptr) {
+      co_await fail("28000", "no such user: " + quote(user_));
+      co_return false;
+    }
+    const std::string denied = "password authentication failed for user " + quote(user_);
+    bool ok = false;
+    try {
+      if (type == AuthType::plain) {
+        pg::put_auth_cleartext(out_);
+        if (!co_await flush_out()) co_return false;
+        auto m = co_await read_auth_message();
+        if (!m || m->type != pg::fe::kPassword) co_return false;
+        ok = plain_check(*secret, user_, pg::parse_password(m->body));
+      } else if (type == AuthType::md5 ||
+                 (type == AuthType::scram_sha_256 && secret->kind == Secret::Kind::md5)) {
+        // md5, also for scram-sha-256 users whose secret is an md5 hash (as PostgreSQL does).
+        std::array<unsigned char, 4> salt{};
+        std::random_device rd;
+        for (auto& b : salt) b = static_cast<unsigned char>(rd());
+        pg::put_auth_md5(out_, salt);
+        if (!co_await flush_out()) co_return false;
+        auto m = co_await read_auth_message();
+        if (!m || m->type != pg::fe::kPassword) co_return false;
+        ok = md5_check(*secret, user_, salt, pg::parse_password(m->body));
+      } else {
+        ScramServer scram(*secret);
+        const std::vector<std::string> mechanisms{"SCRAM-SHA-256"};
+        pg::put_auth_sasl(out_, mechanisms);
+        if (!co_await flush_out()) co_return false;
+        auto m = co_await read_auth_message();
+        if (!m || m->type != pg::fe::kPassword) co_return false;
+        const pg::SaslInitial init = pg::parse_sasl_initial_response(m->body);
+        if (init.mechanism != "SCRAM-SHA-256")
+          throw AuthError("client selected an invalid SASL authentication mechanism");
+        pg::put_auth_sasl_continue(out_, scram.first(init.data));
+        if (!co_await flush_out()) co_return false;
+        m = co_await read_auth_message();
+        if (!m || m->type != pg::fe::kPassword) co_return false;
+        const std::string final_message = scram.final(m->body);  // throws on a wrong proof
+        pg::put_auth_sasl_final(out_, final_message);
+        ok = true;
+      }
+    } catch (const AuthError& e) {
+      ok = false;
+      d_.log().info("authentication of " + quote(user_) + " failed: " + e.what());
+    } catch (const pg::ProtocolError& e) {
+      ok = false;
+    }
+    if (!ok) {
+      out_.clear();
+      co_await fail("28P01", denied);
+      co_return false;
+    }
+    pg::put_auth_ok(out_);
+    co_return true;
+  }
+
+  // ---- server connections ----
+
+  bool can_release() const noexcept {
+    return server_ != nullptr && server_->status() == 'I' && outstanding_ == 0 && !unsynced_ &&
+           !copy_ && from_client_.at_boundary() && from_server_.at_boundary();
+  }
+
+  asio::awaitable<bool> attach() {
+    Lease lease;
+    try {
+      lease = co_await pool_->pool->async_acquire(acquire_);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::pool_timeout) {
+        error_state_ = "08P01";
+        error_text_ = "query_wait_timeout";
+      } else {
+        error_state_ = e.sqlstate().empty() ? "08006" : e.sqlstate();
+        error_text_ = e.what();
+      }
+    }
+    if (!lease) {
+      co_await fail(error_state_, error_text_);
+      co_return false;
+    }
+    server_ = BackendConnection::from(*lease);
+    lease_ = std::move(lease);
+    server_sock_.emplace(client_.get_executor(), server_->fd());
+    d_.attached.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(cancel_slot_->mutex);
+      cancel_slot_->attached = true;
+      cancel_slot_->host = server_->target().host;
+      cancel_slot_->port = server_->target().port;
+      cancel_slot_->key = server_->key();
+    }
+    pool_->set_server_params(server_->parameters());
+    // The client keeps what it was told: tell it what differs on this server connection.
+    for (const auto& [k, v] : server_->parameters()) {
+      auto it = client_params_.find(k);
+      if (it == client_params_.end() || it->second != v) {
+        pg::put_parameter_status(out_, k, v);
+        client_params_[k] = v;
+      }
+    }
+    outstanding_ = 0;
+    unsynced_ = false;
+    copy_ = false;
+    from_server_.reset();
+    co_return true;
+  }
+
+  // Gives the server connection back (clean: to the pool; else closed).
+  void detach(bool clean) noexcept {
+    if (server_sock_) {
+      server_sock_->release();
+      server_sock_.reset();
+    }
+    {
+      std::lock_guard lock(cancel_slot_->mutex);
+      cancel_slot_->attached = false;
+    }
+    if (clean && server_->status() == 'I' && !server_->broken())
+      lease_.release();
+    else
+      lease_.drop();
+    server_ = nullptr;
+    d_.attached.fetch_sub(1, std::memory_order_relaxed);
+    outstanding_ = 0;
+    unsynced_ = false;
+    copy_ = false;
+    from_server_.reset();
+  }
+
+  // The client is gone or done: session mode resets the connection (server_reset_query) off the
+  // loop before giving it back; a connection not idle is closed.
+  asio::awaitable<void> leave_server() {
+    const bool clean = can_release();
+    if (clean && mode_ == PoolMode::session && !cfg_->server_reset_query.empty()) {
+      bool ok = true;
+      if (server_sock_) {
+        server_sock_->release();
+        server_sock_.reset();
+      }
+      try {
+        co_await reservoir::async_reset(*lease_);
+      } catch (...) {
+        ok = false;
+      }
+      detach(ok);
+      co_return;
+    }
+    detach(clean);
+  }
+
+  asio::awaitable<void> server_lost() {
+    if (server_) {
+      server_->mark_broken();
+      detach(false);
+    }
+    co_await fail("08006", "server connection lost");
+  }
+
+  // ---- the relay ----
+
+  asio::awaitable<void> relay() {
+    cbuf_ = std::make_unique<char[]>(kClientBuffer);
+    const int cfd = client_.native_handle();
+    while (true) {
+      if (server_ == nullptr) {
+        // No server connection: wait for the client (client_idle_timeout).
+        std::size_t n = 0;
+        if (cfg_->client_idle_timeout.count() > 0) {
+          timer_.expires_after(cfg_->client_idle_timeout);
+          auto r = co_await (
+              client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
+              timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+          if (r.index() == 1) {
+            co_await fail("08P01", "client_idle_timeout");
+            co_return;
+          }
+          const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
+          if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+          if (got <= 0) co_return;
+          n = static_cast<std::size_t>(got);
+        } else {
+          auto [ec, got] =
+              co_await client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer),
+                                               asio::experimental::as_tuple(use_awaitable));
+          if (ec || got == 0) co_return;
+          n = got;
+        }
+        if (!co_await from_client_chunk(n)) co_return;
+        continue;
+      }
+      if (!sbuf_) sbuf_ = std::make_unique<char[]>(kServerBuffer);
+      if (outstanding_ > 0 && !unsynced_ && !copy_) {
+        // A reply is due and the client owes nothing: the server only.
+        auto [ec, n] = co_await server_sock_->async_read_some(
+            asio::buffer(sbuf_.get(), kServerBuffer), asio::experimental::as_tuple(use_awaitable));
+        if (ec || n == 0) {
+          co_await server_lost();
+          co_return;
+        }
+        if (!co_await from_server_chunk(n)) co_return;
+        continue;
+      }
+      // Either side may speak: an idle session-mode client (notifications), an open transaction,
+      // an extended-protocol batch before its Sync, COPY.
+      const bool idle_in_tx = server_->status() != 'I' && outstanding_ == 0;
+      std::optional<std::size_t> which;
+      if (idle_in_tx && cfg_->idle_transaction_timeout.count() > 0) {
+        timer_.expires_after(cfg_->idle_transaction_timeout);
+        auto r = co_await (
+            client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
+            server_sock_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                     asio::experimental::as_tuple(use_awaitable)) ||
+            timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+        which = r.index();
+      } else {
+        auto r = co_await (
+            client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
+            server_sock_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                     asio::experimental::as_tuple(use_awaitable)));
+        which = r.index();
+      }
+      if (*which == 2) {
+        detach(false);
+        co_await fail("25P03", "idle transaction timeout");
+        co_return;
+      }
+      if (*which == 1) {
+        const ssize_t got = ::recv(server_->fd(), sbuf_.get(), kServerBuffer, 0);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got <= 0) {
+          co_await server_lost();
+          co_return;
+        }
+        if (!co_await from_server_chunk(static_cast<std::size_t>(got))) co_return;
+      } else {
+        const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got <= 0) co_return;  // run() gives the server connection back (or closes it)
+        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return;
+      }
+    }
+  }
+
+  // Client bytes: count what needs answers, stop at Terminate, forward the rest.
+  asio::awaitable<bool> from_client_chunk(std::size_t n) {
+    const char* p = cbuf_.get();
+    std::size_t forward = n;
+    bool terminate = false;
+    try {
+      from_client_.feed(p, n, [&](char type, std::string_view, bool, std::size_t end) {
+        if (terminate) return;
+        switch (type) {
+          case pg::fe::kQuery:
+          case pg::fe::kFunctionCall:
+            ++outstanding_;
+            break;
+          case pg::fe::kSync:
+            ++outstanding_;
+            unsynced_ = false;
+            break;
+          case pg::fe::kParse:
+          case pg::fe::kBind:
+          case pg::fe::kExecute:
+          case pg::fe::kDescribe:
+          case pg::fe::kClose:
+          case pg::fe::kFlush:
+            unsynced_ = true;
+            break;
+          case pg::fe::kTerminate:
+            terminate = true;
+            forward = end - 5;
+            break;
+          default:
+            break;
+        }
+      });
+    } catch (const pg::ProtocolError& e) {
+      error_state_ = e.sqlstate();
+      error_text_ = e.what();
+    }
+    if (!error_text_.empty()) {
+      if (server_) detach(false);
+      co_await fail(error_state_, error_text_);
+      co_return false;
+    }
+    if (forward > 0) {
+      if (server_ == nullptr) {
+        if (d_.shutting_down()) {
+          co_await fail("57P01", "reservoird is shutting down");
+          co_return false;
+        }
+        if (!co_await attach()) co_return false;
+        if (!out_.empty() && !co_await flush_out()) co_return false;
+      }
+      auto [ec, written] = co_await asio::async_write(*server_sock_, asio::buffer(p, forward),
+                                                      asio::experimental::as_tuple(use_awaitable));
+      if (ec) {
+        co_await server_lost();
+        co_return false;
+      }
+    }
+    co_return !terminate;
+  }
+
+  // Server bytes: note ReadyForQuery and ParameterStatus, forward the chunk, maybe release.
+  asio::awaitable<bool> from_server_chunk(std::size_t n) {
+    const char* p = sbuf_.get();
+    bool ready = false;
+    try {
+      from_server_.feed(p, n, [&](char type, std::string_view body, bool) {
+        switch (type) {
+          case pg::be::kReadyForQuery:
+            server_->set_status(pg::parse_ready_for_query(body));
+            if (outstanding_ > 0) --outstanding_;
+            copy_ = false;
+            ready = true;
+            break;
+          case pg::be::kParameterStatus: {
+            auto [name, value] = pg::parse_parameter_status(body);
+            client_params_[name] = value;
+            server_->set_parameter(std::move(name), std::move(value));
+            break;
+          }
+          case pg::be::kCopyInResponse:
+          case pg::be::kCopyBothResponse:
+            copy_ = true;
+            break;
+          default:
+            break;
+        }
+      });
+    } catch (const pg::ProtocolError& e) {
+      error_text_ = e.what();
+    }
+    if (!error_text_.empty()) {
+      co_await server_lost();
+      co_return false;
+    }
+    if (!co_await write_client(p, n)) co_return false;  // run() closes or returns the server
+    if (ready && mode_ != PoolMode::session) {
+      if (mode_ == PoolMode::statement && server_->status() != 'I' && outstanding_ == 0) {
+        detach(false);
+        co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
+        co_return false;
+      }
+      if (can_release()) {
+        detach(true);
+        if (d_.shutting_down()) {
+          co_await fail("57P01", "reservoird is shutting down");
+          co_return false;
+        }
+      }
+    }
+    co_return true;
+  }
+
+  Daemon& d_;
+  Socket client_;
+  asio::steady_timer timer_;
+  std::shared_ptr<const Config> cfg_;
+  pg::StartupPacket startup_;
+  std::string user_, database_;
+  ClientOptions copts_;
+  AcquireOptions acquire_;
+  PoolMode mode_ = PoolMode::session;
+  std::shared_ptr<PoolEntry> pool_;
+  std::shared_ptr<CancelSlot> cancel_slot_;
+  pg::BackendKey fake_key_;
+  bool registered_ = false;
+  bool counted_ = false;
+
+  Lease lease_;
+  BackendConnection* server_ = nullptr;
+  std::optional<asio::posix::stream_descriptor> server_sock_;
+  std::map<std::string, std::string> client_params_;  // the ParameterStatus the client has seen
+
+  pg::MessageScanner from_client_;
+  pg::MessageScanner from_server_;
+  int outstanding_ = 0;    // Query/Sync/FunctionCall sent without their ReadyForQuery yet
+  bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
+  bool copy_ = false;      // COPY FROM STDIN (or COPY BOTH) in progress
+
+  std::unique_ptr<char[]> cbuf_;
+  std::unique_ptr<char[]> sbuf_;
+  std::string out_;  // messages of our own for the client
+  std::string auth_in_;
+  std::size_t auth_used_ = 0;
+  std::string error_state_ = "08P01";
+  std::string error_text_;
+};
+
+}  // namespace
+
+asio::awaitable<void> serve_client(Daemon& daemon, Socket socket) {
+  const int one = 1;
+  if (socket.local_endpoint().protocol().family() != AF_UNIX)
+    ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  Session session(daemon, std::move(socket));
+  co_await session.run();
+}
+
+}  // namespace reservoir::server
