@@ -55,6 +55,8 @@ struct PoolStats {
   std::uint64_t waits = 0;            // had to wait for a connection
   std::uint64_t timeouts = 0;         // gave up with pool_timeout
   std::uint64_t exhausted = 0;        // refused with pool_exhausted (no_wait)
+  std::uint64_t cancelled = 0;        // given up by the caller before they ended (async
+                                      // cancellation, a destroyed coroutine)
   std::uint64_t creates = 0;          // connections opened
   std::uint64_t create_failures = 0;  // connection attempts that failed
   std::uint64_t drops = 0;            // connections closed by the pool before pool close

@@ -356,10 +356,9 @@ bool Engine::prepare(Slot& slot, const Request& r, time_point t, bool fresh) {
   return Lease(this, &slot);
 }
 
-[[gnu::always_inline]] inline Lease Engine::acquire_begin_inline(const AcquireOptions& options,
-                                                                 std::source_location where,
-                                                                 Request& r, GetMode& mode,
-                                                                 std::chrono::milliseconds& timeout) {
+[[gnu::always_inline]] inline Lease Engine::acquire_begin_inline(
+    const AcquireOptions& options, std::source_location where, Request& r, GetMode& mode,
+    std::chrono::milliseconds& timeout) {
   try {
     if (Lease lease = try_idle(options, where, r); lease) return lease;
     if (r.options == nullptr) r = make_request(options, where);
@@ -616,6 +615,7 @@ Lease Engine::finish_run(AcquireRun& run, Slot& s, bool hit) noexcept {
 }
 
 void Engine::abandon_run(AcquireRun& run, Slot* owned) noexcept {
+  cancelled_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lk(mutex_);
   Slot* handed = run.w.handed;
   run.w.handed = nullptr;
@@ -1325,6 +1325,7 @@ PoolStats Engine::stats() const {
   st.waits = waits_.load();
   st.timeouts = timeouts_.load();
   st.exhausted = exhausted_.load();
+  st.cancelled = cancelled_.load();
   st.creates = creates_.load();
   st.create_failures = create_failures_.load();
   st.ping_failures = ping_failures_.load();
@@ -1333,7 +1334,8 @@ PoolStats Engine::stats() const {
     st.closed[i] = closed_by_[i].load();
     if (i != static_cast<std::size_t>(CloseReason::pool_closed)) st.drops += st.closed[i];
   }
-  st.acquires = st.hits + st.misses + st.timeouts + st.exhausted + acquire_errors_.load();
+  st.acquires =
+      st.hits + st.misses + st.timeouts + st.exhausted + st.cancelled + acquire_errors_.load();
   wait_time_.add_to(wait);
   const std::uint64_t served = st.hits + st.misses, slow = slow_acquires_.load();
   wait.zeros = served > slow ? served - slow : 0;

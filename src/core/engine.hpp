@@ -265,7 +265,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   std::atomic<std::uint32_t> opened_{0};
   std::atomic<std::uint32_t> connecting_{0};
   std::atomic<std::uint64_t> misses_{0}, waits_{0}, timeouts_{0}, exhausted_{0}, acquire_errors_{0},
-      creates_{0}, create_failures_{0}, ping_failures_{0}, leaks_{0}, slow_acquires_{0};
+      creates_{0}, create_failures_{0}, ping_failures_{0}, leaks_{0}, slow_acquires_{0},
+      cancelled_{0};
   std::array<std::atomic<std::uint64_t>, kCloseReasons> closed_by_{};
   std::atomic<std::int32_t> retire_refs_{0};
 

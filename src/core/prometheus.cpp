@@ -155,6 +155,8 @@ std::string to_prometheus(const PoolStats& st, std::string_view pool_name) {
            st.timeouts);
   w.single("reservoir_pool_exhausted_total", "counter",
            "Acquires refused with pool_exhausted (no_wait).", st.exhausted);
+  w.single("reservoir_pool_cancelled_total", "counter",
+           "Acquires given up by the caller before they ended (async cancellation).", st.cancelled);
   w.single("reservoir_pool_connections_created_total", "counter", "Connections opened.",
            st.creates);
   w.single("reservoir_pool_connect_failures_total", "counter", "Connection attempts that failed.",

@@ -93,6 +93,7 @@ std::string PoolStats::to_string() const {
   add("drops", drops);
   if (ping_failures != 0) add("ping_failures", ping_failures);
   if (leaks != 0) add("leaks", leaks);
+  if (cancelled != 0) add("cancelled", cancelled);
 
   // closed=idle_timeout:3,broken:1
   bool first = true;

@@ -25,6 +25,7 @@ const std::vector<std::pair<std::string, std::string>> kFamilies = {
     {"reservoir_pool_waits_total", "counter"},
     {"reservoir_pool_timeouts_total", "counter"},
     {"reservoir_pool_exhausted_total", "counter"},
+    {"reservoir_pool_cancelled_total", "counter"},
     {"reservoir_pool_connections_created_total", "counter"},
     {"reservoir_pool_connect_failures_total", "counter"},
     {"reservoir_pool_drops_total", "counter"},
@@ -205,7 +206,7 @@ TEST(PrometheusTest, EveryLineParses) {
       EXPECT_TRUE(name == family || name == family + "_count") << line;
     }
     // 3 + 3 + 11 + 9 closed + 2 * (2 quantiles + count + max) + 4 * 2 classes
-    EXPECT_EQ(samples, 3u + 3 + 11 + kCloseReasons + 2 * 4 + 4 * 2);
+    EXPECT_EQ(samples, 3u + 3 + 12 + kCloseReasons + 2 * 4 + 4 * 2);
   }
 }
 

@@ -63,6 +63,7 @@ TEST(StatsTest, NewerFieldsOnlyWhenNonzeroBeforeTheConnectError) {
   PoolStats s;
   s.ping_failures = 2;
   s.leaks = 1;
+  s.cancelled = 6;
   s.closed[static_cast<std::size_t>(CloseReason::idle_timeout)] = 3;
   s.closed[static_cast<std::size_t>(CloseReason::pool_closed)] = 4;
   s.wait_time = {.count = 10, .p50_us = 0, .p99_us = 120, .max_us = 450};
@@ -72,7 +73,7 @@ TEST(StatsTest, NewerFieldsOnlyWhenNonzeroBeforeTheConnectError) {
   EXPECT_EQ(s.to_string(),
             "opened=0 busy=0 idle=0 connecting=0 waiting=0 max_waiting=0 acquires=0 hits=0 "
             "misses=0 waits=0 timeouts=0 exhausted=0 creates=0 create_failures=0 drops=0 "
-            "ping_failures=2 leaks=1 closed=idle_timeout:3,pool_closed:4 "
+            "ping_failures=2 leaks=1 cancelled=6 closed=idle_timeout:3,pool_closed:4 "
             "wait_us=p50:0,p99:120,max:450 "
             "class[\"\"]=requests:5,hits:3,misses:2,waits:1 "
             "class[\"re port\"]=requests:1,hits:0,misses:1,waits:0 "

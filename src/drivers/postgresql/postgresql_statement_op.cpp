@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 
+#include <thread>
 #include <utility>
 
 #include "reservoir/error.hpp"
@@ -257,6 +258,18 @@ void PostgresStatementOp::abandon() noexcept {
     // Mid-protocol: the session cannot be handed to anyone else. It stays in non-blocking
     // mode, so that closing it never waits on a server that is not reading.
     conn_.broken_ = true;
+    // And the server stops executing. PQcancel connects to the server: not on this thread.
+    if (PGcancel* cancel = PQgetCancel(conn_.conn_)) {
+      try {
+        std::thread([cancel] {
+          char error[256];
+          PQcancel(cancel, error, sizeof error);  // best effort: the connection is closed anyway
+          PQfreeCancel(cancel);
+        }).detach();
+      } catch (...) {
+        PQfreeCancel(cancel);  // no thread to be had: the backend notices the close later
+      }
+    }
     return;
   }
   restore_mode();

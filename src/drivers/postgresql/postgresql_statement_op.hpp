@@ -27,7 +27,10 @@ namespace reservoir::drivers {
 // Results, errors, cache and transaction state are those of the blocking call (the shared steps
 // are PostgresConnection's). A lost link throws connection_lost and leaves the connection
 // broken(). abandon() while a step is in flight marks the connection broken (the pool discards
-// it; no cancel request is sent); before the first resume() or after the end it does nothing.
+// it) and sends the server a cancel request, from a thread of its own so that abandon() never
+// waits for it: a backend busy executing would not notice its closed socket, and would go on
+// running the statement (holding its locks and a server connection the pool no longer counts)
+// until the statement ends. Before the first resume() or after the end it does nothing.
 //
 // Lifetime: holds a reference to its connection, which must outlive it. Thread safety: one
 // thread at a time, and nobody else uses the connection meanwhile.
