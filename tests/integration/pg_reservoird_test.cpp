@@ -1,0 +1,611 @@
+// tests/integration/pg_reservoird_test.cpp: reservoird (apps/reservoird) between libpq/psql
+// clients and the fixture's PostgreSQL: pool modes, isolation, auth, extended-protocol errors,
+// cancel, killed clients and servers, limits and timeouts. Each test starts its own reservoird on
+// a free port and kills it at the end (also on failure).
+#include <gtest/gtest.h>
+
+#ifdef RESERVOIRD_BINARY
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/auth.hpp"
+#include "server/pg_codec.hpp"
+#include "support/postgres_fixture.hpp"
+
+namespace reservoir {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace pg = server::pg;
+
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct PgConnDeleter {
+  void operator()(PGconn* c) const { PQfinish(c); }
+};
+using Conn = std::unique_ptr<PGconn, PgConnDeleter>;
+struct PgResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, PgResultDeleter>;
+
+std::string sqlstate(const PGresult* r) {
+  const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return s != nullptr ? s : "";
+}
+
+// One reservoird process with its own config, killed by the destructor.
+class Reservoird {
+ public:
+  // main: extra lines for the [reservoird] section; databases: the [databases] lines.
+  Reservoird(const testing::PostgresServer& server, const std::string& main,
+             const std::string& databases)
+      : port_(free_port()) {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("reservoird-test-" + std::to_string(::getpid()) + "-" + std::to_string(port_));
+    std::filesystem::create_directories(dir_);
+    {
+      std::ofstream users(dir_ / "users.txt");
+      users << "\"" << server.user << "\" \"" << server.password << "\"\n";
+      users << "\"md5user\" \"" << server::md5_hash("md5user", "md5pass") << "\"\n";
+      if (!server.other_user.empty())
+        users << "\"" << server.other_user << "\" \"" << server.other_password << "\"\n";
+    }
+    {
+      std::ofstream ini(dir_ / "reservoird.ini");
+      ini << "[databases]\n"
+          << databases << "\n[reservoird]\nlisten_addr = 127.0.0.1\n"
+          << "listen_port = " << port_ << "\nauth_file = users.txt\nworkers = 2\n"
+          << "log_level = debug\n"
+          << main << "\n";
+    }
+    const std::string ini = (dir_ / "reservoird.ini").string();
+    const std::string log = (dir_ / "reservoird.log").string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      ::dup2(fd, 1);
+      ::execl(RESERVOIRD_BINARY, "reservoird", ini.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Ready when it accepts connections (deadline 10 s).
+    const auto deadline = Clock::now() + 10s;
+    while (Clock::now() < deadline) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(port_);
+      const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      ::close(fd);
+      if (ok) {
+        ready_ = true;
+        break;
+      }
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  ~Reservoird() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      const auto deadline = Clock::now() + 15s;
+      int status = 0;
+      while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+        if (Clock::now() > deadline) {
+          ::kill(pid_, SIGKILL);
+          ::waitpid(pid_, &status, 0);
+          break;
+        }
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    std::error_code ec;
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_, ec);
+  }
+  Reservoird(const Reservoird&) = delete;
+  Reservoird& operator=(const Reservoird&) = delete;
+
+  bool ready() const { return ready_; }
+  void hup() const { ::kill(pid_, SIGHUP); }
+  std::uint16_t port() const { return port_; }
+  std::string log() const {
+    std::ifstream in(dir_ / "reservoird.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // SIGTERM, then the exit status (-1 if it did not exit within 15 s).
+  int stop() {
+    ::kill(pid_, SIGTERM);
+    const auto deadline = Clock::now() + 15s;
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+      if (Clock::now() > deadline) return -1;
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  std::string conninfo(const std::string& db, const std::string& user, const std::string& password,
+                       const std::string& extra = {}) const {
+    return "host=127.0.0.1 port=" + std::to_string(port_) + " dbname=" + db + " user=" + user +
+           " password=" + password + " connect_timeout=5 " + extra;
+  }
+
+ private:
+  std::uint16_t port_;
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  bool ready_ = false;
+};
+
+class PgReservoirdTest : public testing::PostgresTest {
+ protected:
+  std::string dbline(const std::string& name, const std::string& extra) const {
+    return name + " = host=127.0.0.1 port=" + std::to_string(pg().port) +
+           " dbname=" + pg().database + " " + extra + "\n";
+  }
+  std::string standard_databases() const {
+    return dbline("sess", "pool_size=2 pool_mode=session") +
+           dbline("tx", "pool_size=2 pool_mode=transaction") +
+           dbline("tx1", "pool_size=1 pool_mode=transaction") +
+           dbline("stmt", "pool_size=2 pool_mode=statement");
+  }
+  Conn open(const Reservoird& r, const std::string& db, const std::string& extra = {}) {
+    Conn c(PQconnectdb(r.conninfo(db, pg().user, pg().password, extra).c_str()));
+    EXPECT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get()) << r.log();
+    return c;
+  }
+  static std::string one(PGconn* c, const std::string& sql) {
+    Result r(PQexec(c, sql.c_str()));
+    EXPECT_EQ(PQresultStatus(r.get()), PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(c);
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) < 1) return "";
+    return PQgetvalue(r.get(), 0, 0);
+  }
+  static void ok(PGconn* c, const std::string& sql) {
+    Result r(PQexec(c, sql.c_str()));
+    const auto s = PQresultStatus(r.get());
+    EXPECT_TRUE(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(c);
+  }
+  // A direct connection to the server (not through reservoird).
+  Conn direct() {
+    Conn c(PQconnectdb(("host=" + pg().host + " port=" + std::to_string(pg().port) +
+                        " dbname=" + pg().database + " user=" + pg().user +
+                        " password=" + pg().password + " connect_timeout=5")
+                           .c_str()));
+    EXPECT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+    return c;
+  }
+};
+
+// Logs in with a raw protocol client (this codec and auth code as the client side) and returns
+// the SQLSTATE of the ErrorResponse, or "" when the login succeeded.
+std::string raw_login(std::uint16_t port, const std::string& user, const std::string& db,
+                      const std::string& password) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "connect";
+  }
+  std::string out;
+  pg::put_startup_message(out, {{"user", user}, {"database", db}});
+  ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+  std::string in;
+  std::unique_ptr<server::ScramClient> scram;
+  const auto deadline = Clock::now() + 10s;
+  std::string result = "timeout";
+  while (Clock::now() < deadline) {
+    std::size_t size = 0;
+    std::optional<pg::Message> m = pg::read_message(in, &size);
+    if (!m) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        result = "eof";
+        break;
+      }
+      in.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    const char type = m->type;
+    const std::string body(m->body);
+    in.erase(0, size);
+    if (type == 'E') {
+      result = pg::parse_error_fields(body).sqlstate;
+      break;
+    }
+    if (type == 'Z') {
+      result = "";
+      break;
+    }
+    if (type != 'R') continue;
+    const pg::AuthRequest r = pg::parse_authentication(body);
+    out.clear();
+    if (r.code == pg::AuthCode::cleartext) pg::put_password_message(out, password);
+    if (r.code == pg::AuthCode::md5)
+      pg::put_password_message(out, server::md5_response(server::md5_hash(user, password), r.salt));
+    if (r.code == pg::AuthCode::sasl) {
+      scram = std::make_unique<server::ScramClient>(user, password);
+      pg::put_sasl_initial_response(out, "SCRAM-SHA-256", scram->first());
+    }
+    if (r.code == pg::AuthCode::sasl_continue) pg::put_sasl_response(out, scram->final(r.data));
+    if (!out.empty()) ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+  }
+  ::close(fd);
+  return result;
+}
+
+TEST_F(PgReservoirdTest, QueriesInEveryPoolModeWithLibpqAndPsql) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  for (const char* db : {"sess", "tx", "stmt"}) {
+    Conn c = open(r, db);
+    EXPECT_EQ(one(c.get(), "SELECT 40 + 2"), "42") << db;
+    EXPECT_EQ(one(c.get(), "SELECT current_database()"), pg().database);
+    // Extended protocol with parameters.
+    const char* values[] = {"7"};
+    Result x(PQexecParams(c.get(), "SELECT $1::int * 6", 1, nullptr, values, nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(x.get()), PGRES_TUPLES_OK) << PQerrorMessage(c.get());
+    EXPECT_STREQ(PQgetvalue(x.get(), 0, 0), "42");
+    EXPECT_STRNE(PQparameterStatus(c.get(), "server_version"), nullptr);
+  }
+  {
+    Conn c = open(r, "tx");
+    ok(c.get(), "BEGIN");
+    ok(c.get(), "CREATE TEMP TABLE t_rsv(x int)");
+    ok(c.get(), "INSERT INTO t_rsv VALUES (1), (2)");
+    EXPECT_EQ(one(c.get(), "SELECT sum(x) FROM t_rsv"), "3");
+    ok(c.get(), "COMMIT");
+  }
+  const std::string cmd = "PGPASSWORD='" + pg().password +
+                          "' timeout 20 psql -X -At -h 127.0.0.1 -p " + std::to_string(r.port()) +
+                          " -U " + pg().user +
+                          " -d tx -c 'SELECT 6 * 7' -c 'SELECT 1' 2>&1 </dev/null";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+  EXPECT_EQ(::pclose(pipe), 0) << output;
+  EXPECT_EQ(output, "42\n1\n");
+}
+
+TEST_F(PgReservoirdTest, StatementModeRefusesTransactionBlocks) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn c = open(r, "stmt");
+  EXPECT_EQ(one(c.get(), "SELECT 1"), "1");
+  Result x(PQexec(c.get(), "BEGIN"));
+  std::string messages = PQerrorMessage(c.get());
+  Result y(PQexec(c.get(), "SELECT 1"));
+  messages += PQerrorMessage(c.get());
+  EXPECT_NE(PQresultStatus(y.get()), PGRES_TUPLES_OK);
+  EXPECT_NE(messages.find("statement pooling"), std::string::npos) << messages;
+}
+
+TEST_F(PgReservoirdTest, TransactionPoolingIsolationAndDrcpPurity) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  const std::string fresh = one(direct().get(), "SHOW work_mem");
+  // A SET inside a transaction that rolls back is gone for the next client of the one server
+  // connection.
+  {
+    Conn a = open(r, "tx1");
+    ok(a.get(), "BEGIN");
+    ok(a.get(), "SET work_mem = '7MB'");
+    EXPECT_EQ(one(a.get(), "SHOW work_mem"), "7MB");
+    ok(a.get(), "ROLLBACK");
+  }
+  {
+    Conn b = open(r, "tx1");
+    EXPECT_EQ(one(b.get(), "SHOW work_mem"), fresh);
+  }
+  // DRCP: a class's session state stays with that class (purity self); purity new and another
+  // class get a reset session.
+  {
+    Conn a = open(r, "tx1", "options='-c reservoir.cclass=REPORTING'");
+    ok(a.get(), "SET work_mem = '9MB'");
+  }
+  {
+    Conn same = open(r, "tx1", "options='-c reservoir.cclass=REPORTING -c reservoir.purity=self'");
+    EXPECT_EQ(one(same.get(), "SHOW work_mem"), "9MB");
+  }
+  {
+    Conn fresh_session =
+        open(r, "tx1", "options='-c reservoir.cclass=REPORTING -c reservoir.purity=new'");
+    EXPECT_EQ(one(fresh_session.get(), "SHOW work_mem"), fresh);
+  }
+  {
+    Conn a = open(r, "tx1", "options='-c reservoir.cclass=REPORTING'");
+    ok(a.get(), "SET work_mem = '9MB'");
+  }
+  {
+    Conn other = open(r, "tx1", "options='-c reservoir.cclass=BATCH'");
+    EXPECT_EQ(one(other.get(), "SHOW work_mem"), fresh);
+  }
+  Conn bad = Conn(PQconnectdb(
+      r.conninfo("tx1", pg().user, pg().password, "options='-c reservoir.purity=dirty'").c_str()));
+  EXPECT_NE(PQstatus(bad.get()), CONNECTION_OK);
+}
+
+TEST_F(PgReservoirdTest, MoreClientsThanServerConnectionsAllGetServed) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  const std::string app = "rsv_many_" + std::to_string(::getpid());
+  std::atomic<int> done{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t) {
+    threads.emplace_back([&, t] {
+      Conn c(PQconnectdb(
+          r.conninfo("tx", pg().user, pg().password, "application_name=" + app).c_str()));
+      if (PQstatus(c.get()) != CONNECTION_OK) {
+        ++failed;
+        return;
+      }
+      for (int i = 0; i < 30; ++i) {
+        Result x(
+            PQexec(c.get(), ("BEGIN; SELECT " + std::to_string(t * 100 + i) + "; COMMIT").c_str()));
+        Result y(PQexec(c.get(), "SELECT pg_backend_pid()"));
+        if (PQresultStatus(y.get()) != PGRES_TUPLES_OK) ++failed;
+      }
+      ++done;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0) << r.log();
+  EXPECT_EQ(done.load(), 12);
+  // Only two server connections were ever used.
+  Conn d = direct();
+  EXPECT_LE(std::stoi(one(d.get(),
+                          "SELECT count(*) FROM pg_stat_activity WHERE "
+                          "application_name = '" +
+                              app + "'")),
+            2);
+}
+
+TEST_F(PgReservoirdTest, AuthFailuresGiveTheRightSqlstate) {
+  for (const char* type : {"trust", "md5", "scram-sha-256", "plain"}) {
+    Reservoird r(pg(), std::string("auth_type = ") + type, standard_databases());
+    ASSERT_TRUE(r.ready()) << r.log();
+    SCOPED_TRACE(type);
+    EXPECT_EQ(raw_login(r.port(), pg().user, "tx", pg().password), "");
+    EXPECT_EQ(raw_login(r.port(), pg().user, "nosuchdb", pg().password), "3D000");
+    if (std::string(type) != "trust") {
+      EXPECT_EQ(raw_login(r.port(), pg().user, "tx", "wrong-password"), "28P01");
+      EXPECT_EQ(raw_login(r.port(), "nosuchuser", "tx", "x"), "28000");
+      // libpq too.
+      Conn c(PQconnectdb(r.conninfo("tx", pg().user, pg().password).c_str()));
+      EXPECT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+      Conn w(PQconnectdb(r.conninfo("tx", pg().user, "wrong").c_str()));
+      EXPECT_NE(PQstatus(w.get()), CONNECTION_OK);
+      EXPECT_NE(std::string(PQerrorMessage(w.get())).find("password authentication failed"),
+                std::string::npos);
+    }
+    if (std::string(type) == "md5") {
+      // An md5 secret in auth_file checks the client's password (md5user has no role on the
+      // server, so only the refusal is certain to come from reservoird).
+      EXPECT_EQ(raw_login(r.port(), "md5user", "tx", "bad"), "28P01");
+    }
+    EXPECT_EQ(r.log().find(pg().password), std::string::npos) << "a password in the log";
+  }
+}
+
+TEST_F(PgReservoirdTest, ErrorInsideExtendedPipelineIsDrainedToSync) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  for (const char* db : {"tx", "sess"}) {
+    Conn c = open(r, db);
+    ASSERT_EQ(PQenterPipelineMode(c.get()), 1);
+    const char* v1[] = {"0"};
+    ASSERT_EQ(PQsendQueryParams(c.get(), "SELECT 1 / $1::int", 1, nullptr, v1, nullptr, nullptr, 0),
+              1);
+    ASSERT_EQ(PQsendQueryParams(c.get(), "SELECT 2", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+    ASSERT_EQ(PQpipelineSync(c.get()), 1);
+    Result r1(PQgetResult(c.get()));
+    EXPECT_EQ(PQresultStatus(r1.get()), PGRES_FATAL_ERROR);
+    EXPECT_EQ(sqlstate(r1.get()), "22012");
+    while (PGresult* x = PQgetResult(c.get())) PQclear(x);
+    Result r2(PQgetResult(c.get()));
+    EXPECT_EQ(PQresultStatus(r2.get()), PGRES_PIPELINE_ABORTED);
+    while (PGresult* x = PQgetResult(c.get())) PQclear(x);
+    Result s(PQgetResult(c.get()));
+    EXPECT_EQ(PQresultStatus(s.get()), PGRES_PIPELINE_SYNC);
+    ASSERT_EQ(PQexitPipelineMode(c.get()), 1) << PQerrorMessage(c.get());
+    EXPECT_EQ(one(c.get(), "SELECT 3"), "3") << db;
+  }
+}
+
+TEST_F(PgReservoirdTest, ClientKilledMidTransactionLeavesNoOpenTransaction) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  {
+    Conn a = open(r, "tx1");
+    ok(a.get(), "BEGIN");
+    ok(a.get(), "SET work_mem = '11MB'");
+    ok(a.get(), "CREATE TEMP TABLE t_killed(x int)");
+    ::shutdown(PQsocket(a.get()), SHUT_RDWR);  // gone without Terminate
+  }
+  Conn b = open(r, "tx1");
+  EXPECT_NE(one(b.get(), "SHOW work_mem"), "11MB");
+  EXPECT_EQ(one(b.get(), "SELECT count(*) FROM pg_class WHERE relname = 't_killed'"), "0");
+  Result x(PQexec(b.get(), "BEGIN"));
+  EXPECT_EQ(PQresultStatus(x.get()), PGRES_COMMAND_OK);
+  ok(b.get(), "ROLLBACK");
+  // No server session of this user sits idle in a transaction.
+  Conn d = direct();
+  const auto deadline = Clock::now() + 5s;
+  std::string n;
+  while (Clock::now() < deadline) {
+    n = one(d.get(),
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND "
+            "usename = current_user AND pid <> pg_backend_pid()");
+    if (n == "0") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(n, "0");
+}
+
+TEST_F(PgReservoirdTest, CancelReachesTheRightServer) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  for (const char* db : {"sess", "tx"}) {
+    Conn c = open(r, db);
+    Conn bystander = open(r, db);
+    std::unique_ptr<PGcancel, decltype(&PQfreeCancel)> cancel(PQgetCancel(c.get()), PQfreeCancel);
+    ASSERT_NE(cancel, nullptr);
+    const auto start = Clock::now();
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(300ms);
+      char err[256];
+      PQcancel(cancel.get(), err, sizeof err);
+    });
+    Result x(PQexec(c.get(), "SELECT pg_sleep(10)"));
+    canceller.join();
+    const auto took = Clock::now() - start;
+    EXPECT_EQ(PQresultStatus(x.get()), PGRES_FATAL_ERROR) << db;
+    EXPECT_EQ(sqlstate(x.get()), "57014") << PQerrorMessage(c.get());
+    EXPECT_LT(took, 5s);
+    EXPECT_EQ(one(c.get(), "SELECT 1"), "1");
+    EXPECT_EQ(one(bystander.get(), "SELECT 2"), "2");
+  }
+}
+
+TEST_F(PgReservoirdTest, ServerKilledMidQueryGivesTheClientAnError) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn c = open(r, "sess");
+  const std::string pid = one(c.get(), "SELECT pg_backend_pid()");
+  std::thread killer([&] {
+    std::this_thread::sleep_for(300ms);
+    Conn d = direct();
+    one(d.get(), "SELECT pg_terminate_backend(" + pid + ")");
+  });
+  const auto start = Clock::now();
+  Result x(PQexec(c.get(), "SELECT pg_sleep(10)"));
+  killer.join();
+  EXPECT_EQ(PQresultStatus(x.get()), PGRES_FATAL_ERROR);
+  EXPECT_LT(Clock::now() - start, 5s);
+  // A new client is served by a new server connection.
+  Conn again = open(r, "sess");
+  EXPECT_EQ(one(again.get(), "SELECT 1"), "1");
+}
+
+TEST_F(PgReservoirdTest, MaxClientConnIsEnforced) {
+  Reservoird r(pg(), "auth_type = trust\nmax_client_conn = 2", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn a = open(r, "tx");
+  Conn b = open(r, "tx");
+  EXPECT_EQ(raw_login(r.port(), pg().user, "tx", ""), "53300");
+  Conn c(PQconnectdb(r.conninfo("tx", pg().user, pg().password).c_str()));
+  EXPECT_NE(PQstatus(c.get()), CONNECTION_OK);
+  EXPECT_NE(std::string(PQerrorMessage(c.get())).find("max_client_conn"), std::string::npos)
+      << PQerrorMessage(c.get());
+  a.reset();
+  // The place is free again (the session ends asynchronously: retry up to 5 s).
+  const auto deadline = Clock::now() + 5s;
+  bool served = false;
+  while (!served && Clock::now() < deadline) {
+    Conn d(PQconnectdb(r.conninfo("tx", pg().user, pg().password).c_str()));
+    served = PQstatus(d.get()) == CONNECTION_OK;
+    if (!served) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST_F(PgReservoirdTest, QueryWaitTimeoutAndIdleTransactionTimeout) {
+  Reservoird r(pg(), "auth_type = trust\nquery_wait_timeout = 1\nidle_transaction_timeout = 2",
+               standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn holder = open(r, "tx1");
+  ok(holder.get(), "BEGIN");     // holds the pool's one server connection
+  Conn waiter = open(r, "tx1");  // logs in from the cached parameters, no server needed
+  const auto start = Clock::now();
+  Result x(PQexec(waiter.get(), "SELECT 1"));
+  const auto took = Clock::now() - start;
+  EXPECT_NE(PQresultStatus(x.get()), PGRES_TUPLES_OK);
+  EXPECT_NE(std::string(PQerrorMessage(waiter.get())).find("query_wait_timeout"), std::string::npos)
+      << PQerrorMessage(waiter.get());
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 5s);
+  // The holder idles in its transaction past idle_transaction_timeout: disconnected.
+  std::this_thread::sleep_for(2500ms);
+  Result y(PQexec(holder.get(), "SELECT 1"));
+  EXPECT_NE(PQresultStatus(y.get()), PGRES_TUPLES_OK);
+  Conn next = open(r, "tx1");
+  EXPECT_EQ(one(next.get(), "SELECT 1"), "1");
+}
+
+TEST_F(PgReservoirdTest, ParameterStatusFollowsTheServerConnection) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn c = open(r, "sess");
+  ok(c.get(), "SET TimeZone = 'Asia/Tokyo'");
+  EXPECT_STREQ(PQparameterStatus(c.get(), "TimeZone"), "Asia/Tokyo");
+  ok(c.get(), "SET application_name = 'rsv-x'");
+  EXPECT_STREQ(PQparameterStatus(c.get(), "application_name"), "rsv-x");
+}
+
+TEST_F(PgReservoirdTest, SigtermExitsZeroAndReloadKeepsClients) {
+  Reservoird r(pg(), "auth_type = trust", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn c = open(r, "sess");
+  EXPECT_EQ(one(c.get(), "SELECT 1"), "1");
+  r.hup();
+  const auto deadline = Clock::now() + 5s;
+  while (r.log().find("configuration reloaded") == std::string::npos && Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_NE(r.log().find("configuration reloaded"), std::string::npos);
+  EXPECT_EQ(one(c.get(), "SELECT 2"), "2");  // the client was not dropped
+  c.reset();
+  EXPECT_EQ(r.stop(), 0) << r.log();
+}
+
+}  // namespace
+}  // namespace reservoir
+
+#else
+TEST(PgReservoirdTest, NeedsTheReservoirdBinary) { GTEST_SKIP() << "reservoird is not built"; }
+#endif
