@@ -627,14 +627,18 @@ class Session {
   asio::awaitable<bool> from_server_chunk(std::size_t n) {
     const char* p = sbuf_.get();
     bool ready = false;
+    std::size_t refused_at = 0;  // statement mode: where the ReadyForQuery opening a block starts
     try {
-      from_server_.feed(p, n, [&](char type, std::string_view body, bool) {
+      from_server_.feed(p, n, [&](char type, std::string_view body, bool, std::size_t end) {
         switch (type) {
           case pg::be::kReadyForQuery:
             server_->set_status(pg::parse_ready_for_query(body));
             if (outstanding_ > 0) --outstanding_;
             copy_ = false;
             ready = true;
+            if (mode_ == PoolMode::statement && server_->status() != 'I' && refused_at == 0 &&
+                end >= 6)
+              refused_at = end - 6 + 1;  // +1: 0 means none
             break;
           case pg::be::kParameterStatus: {
             auto [name, value] = pg::parse_parameter_status(body);
@@ -657,13 +661,22 @@ class Session {
       co_await server_lost();
       co_return false;
     }
+    if (refused_at > 0) {
+      // Statement mode and the server opened a transaction block: the client gets the error in
+      // place of that ReadyForQuery, as the result of its statement; the server connection is
+      // closed (it is inside the block).
+      co_await write_client(p, refused_at - 1);
+      detach(false);
+      co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
+      co_return false;
+    }
     if (!co_await write_client(p, n)) co_return false;  // run() closes or returns the server
+    if (ready && mode_ == PoolMode::statement && server_->status() != 'I') {
+      detach(false);  // the ReadyForQuery was split across reads: the error comes after it
+      co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
+      co_return false;
+    }
     if (ready && mode_ != PoolMode::session) {
-      if (mode_ == PoolMode::statement && server_->status() != 'I' && outstanding_ == 0) {
-        detach(false);
-        co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
-        co_return false;
-      }
       if (can_release()) {
         detach(true);
         if (d_.shutting_down()) {
