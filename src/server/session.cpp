@@ -111,6 +111,38 @@ constexpr std::size_t kMaxAuthMessage = 10'000;
 
 std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
+// Relay buffers are lent to a session only while it moves bytes (or waits for a reply it is
+// owed), so memory grows with active clients, not connected ones. Each io_context runs on one
+// thread: a thread-local free list per size needs no lock.
+template <std::size_t Size>
+struct BufferReturn {
+  static std::vector<char*>& free_list() {
+    thread_local std::vector<char*> list;
+    return list;
+  }
+  void operator()(char* p) const noexcept {
+    auto& list = free_list();
+    if (list.size() < 256) {
+      try {
+        list.push_back(p);
+        return;
+      } catch (...) {
+      }
+    }
+    delete[] p;
+  }
+};
+template <std::size_t Size>
+using Buffer = std::unique_ptr<char[], BufferReturn<Size>>;
+template <std::size_t Size>
+Buffer<Size> lend() {
+  auto& list = BufferReturn<Size>::free_list();
+  if (list.empty()) return Buffer<Size>(new char[Size]);
+  char* p = list.back();
+  list.pop_back();
+  return Buffer<Size>(p);
+}
+
 class Session {
  public:
   Session(Daemon& d, Socket s)
@@ -480,12 +512,12 @@ class Session {
   // ---- the relay ----
 
   asio::awaitable<void> relay() {
-    cbuf_ = std::make_unique<char[]>(kClientBuffer);
     const int cfd = client_.native_handle();
     while (true) {
+      cbuf_.reset();
+      sbuf_.reset();
       if (server_ == nullptr) {
-        // No server connection: wait for the client (client_idle_timeout).
-        std::size_t n = 0;
+        // No server connection: wait for the client (client_idle_timeout), holding no buffer.
         if (cfg_->client_idle_timeout.count() > 0) {
           timer_.expires_after(cfg_->client_idle_timeout);
           auto r = co_await (
@@ -495,23 +527,21 @@ class Session {
             co_await fail("08P01", "client_idle_timeout");
             co_return;
           }
-          const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
-          if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-          if (got <= 0) co_return;
-          n = static_cast<std::size_t>(got);
         } else {
-          auto [ec, got] =
-              co_await client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer),
-                                               asio::experimental::as_tuple(use_awaitable));
-          if (ec || got == 0) co_return;
-          n = got;
+          auto [ec] = co_await client_.async_wait(Socket::wait_read,
+                                                  asio::experimental::as_tuple(use_awaitable));
+          if (ec) co_return;
         }
-        if (!co_await from_client_chunk(n)) co_return;
+        cbuf_ = lend<kClientBuffer>();
+        const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got <= 0) co_return;
+        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return;
         continue;
       }
-      if (!sbuf_) sbuf_ = std::make_unique<char[]>(kServerBuffer);
       if (outstanding_ > 0 && !unsynced_ && !copy_) {
         // A reply is due and the client owes nothing: the server only.
+        sbuf_ = lend<kServerBuffer>();
         auto [ec, n] = co_await server_sock_->async_read_some(
             asio::buffer(sbuf_.get(), kServerBuffer), asio::experimental::as_tuple(use_awaitable));
         if (ec || n == 0) {
@@ -524,7 +554,7 @@ class Session {
       // Either side may speak: an idle session-mode client (notifications), an open transaction,
       // an extended-protocol batch before its Sync, COPY.
       const bool idle_in_tx = server_->status() != 'I' && outstanding_ == 0;
-      std::optional<std::size_t> which;
+      std::size_t which = 0;
       if (idle_in_tx && cfg_->idle_transaction_timeout.count() > 0) {
         timer_.expires_after(cfg_->idle_transaction_timeout);
         auto r = co_await (
@@ -540,12 +570,13 @@ class Session {
                                      asio::experimental::as_tuple(use_awaitable)));
         which = r.index();
       }
-      if (*which == 2) {
+      if (which == 2) {
         detach(false);
         co_await fail("25P03", "idle transaction timeout");
         co_return;
       }
-      if (*which == 1) {
+      if (which == 1) {
+        sbuf_ = lend<kServerBuffer>();
         const ssize_t got = ::recv(server_->fd(), sbuf_.get(), kServerBuffer, 0);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (got <= 0) {
@@ -554,6 +585,7 @@ class Session {
         }
         if (!co_await from_server_chunk(static_cast<std::size_t>(got))) co_return;
       } else {
+        cbuf_ = lend<kClientBuffer>();
         const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
         if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         if (got <= 0) co_return;  // run() gives the server connection back (or closes it)
@@ -714,8 +746,8 @@ class Session {
   bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
   bool copy_ = false;      // COPY FROM STDIN (or COPY BOTH) in progress
 
-  std::unique_ptr<char[]> cbuf_;
-  std::unique_ptr<char[]> sbuf_;
+  Buffer<kClientBuffer> cbuf_;  // lent while in use (see lend())
+  Buffer<kServerBuffer> sbuf_;
   std::string out_;  // messages of our own for the client
   std::string auth_in_;
   std::size_t auth_used_ = 0;
