@@ -270,6 +270,17 @@ pg::BackendKey Daemon::register_client(std::shared_ptr<CancelSlot> slot) {
   }
 }
 
+std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> Daemon::client_slots() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> out;
+  out.reserve(cancel_.size());
+  for (const auto& [k, slot] : cancel_)
+    out.emplace_back(pg::BackendKey{static_cast<std::int32_t>(k >> 32),
+                                    static_cast<std::int32_t>(k & 0xffffffffu)},
+                     slot);
+  return out;
+}
+
 void Daemon::forget_client(pg::BackendKey key) {
   std::lock_guard lock(mutex_);
   cancel_.erase(key_of(key));

@@ -73,12 +73,17 @@ struct PoolEntry {
 };
 
 // Where a client's CancelRequest must go: the server connection it is on, if any.
+// Also what SHOW CLIENTS and SHOW SERVERS list.
 struct CancelSlot {
   std::mutex mutex;
   bool attached = false;  // guarded by mutex, as the rest
-  std::string host;
+  std::string host;       // the server connection's, while attached
   std::uint16_t port = 0;
   pg::BackendKey key;
+  // The client (constant after login).
+  std::string user, database, addr, cclass;
+  std::uint16_t client_port = 0;
+  std::int64_t connect_time = 0;  // Unix seconds
 };
 
 class Daemon {
@@ -123,12 +128,18 @@ class Daemon {
   std::uint32_t clients() const noexcept { return clients_.load(std::memory_order_relaxed); }
   // Sessions holding a server connection (shutdown waits for them).
   std::atomic<std::uint32_t> attached{0};
+  // The registered clients (SHOW CLIENTS / SERVERS).
+  std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> client_slots() const;
+  // PAUSE / RESUME: while paused, clients get no new server connection (they wait).
+  void pause(bool on) noexcept { paused_.store(on); }
+  bool paused() const noexcept { return paused_.load(std::memory_order_relaxed); }
 
  private:
   struct Impl;
   std::string path_;
   Log log_;
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> paused_{false};
   std::atomic<std::uint32_t> clients_{0};
 
   mutable std::mutex mutex_;

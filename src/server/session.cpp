@@ -8,10 +8,12 @@
 // in progress and the client is between messages.
 #include "server/session.hpp"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -20,12 +22,15 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <random>
 
 #include "reservoir/async.hpp"
 #include "reservoir/error.hpp"
+#include "server/admin.hpp"
 #include "server/auth.hpp"
 #include "server/backend.hpp"
 #include "server/daemon.hpp"
@@ -274,8 +279,27 @@ class Session {
       co_await fail("22023", copts_.error);
       co_return false;
     }
-    if (database_ == "reservoir" || database_ == "pgbouncer") {
-      co_await fail("0A000", "the admin console is not implemented yet");
+    if (is_admin_database(database_)) {
+      const auto listed = [&](const std::vector<std::string>& users) {
+        return std::find(users.begin(), users.end(), user_) != users.end();
+      };
+      if (!co_await authenticate()) co_return false;
+      const bool admin = listed(cfg_->admin_users);
+      if (!admin && !listed(cfg_->stats_users)) {
+        co_await fail(
+            "28000", "not allowed: " + quote(user_) + " is in neither admin_users nor stats_users");
+        co_return false;
+      }
+      pg::put_parameter_status(out_, "server_version", "15.0 (reservoird 0.1.0)");
+      pg::put_parameter_status(out_, "client_encoding", "UTF8");
+      pg::put_parameter_status(out_, "server_encoding", "UTF8");
+      pg::put_parameter_status(out_, "DateStyle", "ISO, MDY");
+      pg::put_parameter_status(out_, "standard_conforming_strings", "on");
+      pg::put_parameter_status(out_, "integer_datetimes", "on");
+      pg::put_backend_key_data(out_, {0, 0});
+      pg::put_ready_for_query(out_, 'I');
+      if (!co_await flush_out()) co_return false;
+      co_await admin_console(admin);
       co_return false;
     }
     auto it = cfg_->databases.find(database_);
@@ -321,6 +345,29 @@ class Session {
     acquire_.purity = copts_.purity;
 
     cancel_slot_ = std::make_shared<CancelSlot>();
+    cancel_slot_->user = user_;
+    cancel_slot_->database = database_;
+    cancel_slot_->cclass = copts_.cclass;
+    cancel_slot_->connect_time = static_cast<std::int64_t>(std::time(nullptr));
+    {
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+        char text[INET6_ADDRSTRLEN] = "";
+        if (peer.ss_family == AF_INET) {
+          const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+          ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+          cancel_slot_->client_port = ntohs(a->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+          const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+          ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
+          cancel_slot_->client_port = ntohs(a->sin6_port);
+        } else {
+          std::snprintf(text, sizeof text, "unix");
+        }
+        cancel_slot_->addr = text;
+      }
+    }
     fake_key_ = d_.register_client(cancel_slot_);
     registered_ = true;
 
@@ -337,6 +384,29 @@ class Session {
     if (server_ && mode_ != PoolMode::session && can_release()) detach(true);
     d_.log().debug("client " + user_ + "@" + database_ + " logged in");
     co_return true;
+  }
+
+  // The admin console: simple queries only, answered by run_admin_command.
+  asio::awaitable<void> admin_console(bool may_control) {
+    while (true) {
+      auto m = co_await read_auth_message();
+      if (!m || m->type == pg::fe::kTerminate) co_return;
+      bool answer = true;
+      try {
+        if (m->type == pg::fe::kQuery) {
+          run_admin_command(d_, pg::parse_query(m->body), may_control, out_);
+        } else if (m->type != pg::fe::kSync) {
+          pg::put_error_response(out_, "ERROR", "0A000",
+                                 "the admin console takes simple queries only");
+          answer = false;
+        }
+      } catch (const std::exception& e) {
+        out_.clear();
+        pg::put_error_response(out_, "ERROR", "08P01", e.what());
+      }
+      if (answer) pg::put_ready_for_query(out_, 'I');
+      if (!co_await flush_out()) co_return;
+    }
   }
 
   asio::awaitable<bool> authenticate() {
@@ -641,6 +711,10 @@ class Session {
         if (d_.shutting_down()) {
           co_await fail("57P01", "reservoird is shutting down");
           co_return false;
+        }
+        while (d_.paused() && !d_.shutting_down()) {  // PAUSE: hold new work until RESUME
+          timer_.expires_after(std::chrono::milliseconds(20));
+          co_await timer_.async_wait(asio::experimental::as_tuple(use_awaitable));
         }
         if (!co_await attach()) co_return false;
         if (!out_.empty() && !co_await flush_out()) co_return false;

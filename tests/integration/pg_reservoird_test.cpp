@@ -603,6 +603,70 @@ TEST_F(PgReservoirdTest, SigtermExitsZeroAndReloadKeepsClients) {
   EXPECT_EQ(r.stop(), 0) << r.log();
 }
 
+TEST_F(PgReservoirdTest, AdminConsole) {
+  Reservoird r(pg(), "auth_type = trust\nadmin_users = " + pg().user + "\nstats_users = statsuser",
+               standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn client = open(r, "tx", "options='-c reservoir.cclass=REPORTING'");
+  EXPECT_EQ(one(client.get(), "SELECT 1"), "1");
+  Conn admin = open(r, "pgbouncer");
+  auto rows = [&](PGconn* c, const std::string& sql) {
+    Result x(PQexec(c, sql.c_str()));
+    EXPECT_EQ(PQresultStatus(x.get()), PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(c);
+    std::vector<std::map<std::string, std::string>> out;
+    for (int i = 0; i < PQntuples(x.get()); ++i) {
+      std::map<std::string, std::string> row;
+      for (int j = 0; j < PQnfields(x.get()); ++j)
+        row[PQfname(x.get(), j)] = PQgetisnull(x.get(), i, j) ? "NULL" : PQgetvalue(x.get(), i, j);
+      out.push_back(std::move(row));
+    }
+    return out;
+  };
+  auto pools = rows(admin.get(), "SHOW POOLS;");
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0]["database"], "tx");
+  EXPECT_EQ(pools[0]["pool_mode"], "transaction");
+  EXPECT_EQ(pools[0]["sv_idle"], "1");
+  auto cclass = rows(admin.get(), "show cclass");
+  ASSERT_EQ(cclass.size(), 1u);
+  EXPECT_EQ(cclass[0]["cclass"], "REPORTING");
+  EXPECT_GE(std::stoi(cclass[0]["num_requests"]), 1);
+  EXPECT_EQ(rows(admin.get(), "SHOW CLIENTS").size(), 1u);  // the console is not a pool client
+  EXPECT_EQ(rows(admin.get(), "SHOW SERVERS").size(), 0u);  // the client is between transactions
+  EXPECT_EQ(rows(admin.get(), "SHOW STATS").size(), 1u);
+  EXPECT_EQ(rows(admin.get(), "SHOW DATABASES").size(), 4u);
+  EXPECT_FALSE(rows(admin.get(), "SHOW CONFIG").empty());
+  EXPECT_EQ(rows(admin.get(), "SHOW VERSION")[0]["version"], "reservoird 0.1.0");
+  Result bad(PQexec(admin.get(), "SHOW NONSENSE"));
+  EXPECT_EQ(PQresultStatus(bad.get()), PGRES_FATAL_ERROR);
+
+  // PAUSE holds new work until RESUME.
+  ok(admin.get(), "PAUSE");
+  std::atomic<bool> finished{false};
+  std::thread t([&] {
+    Result x(PQexec(client.get(), "SELECT 2"));
+    finished = true;
+  });
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(finished.load());
+  ok(admin.get(), "RESUME");
+  t.join();
+  EXPECT_TRUE(finished.load());
+  ok(admin.get(), "RELOAD");
+
+  // stats_users may look, not act; others may not log in.
+  Conn stats(PQconnectdb(r.conninfo("reservoir", "statsuser", "x").c_str()));
+  ASSERT_EQ(PQstatus(stats.get()), CONNECTION_OK) << PQerrorMessage(stats.get());
+  EXPECT_EQ(rows(stats.get(), "SHOW POOLS").size(), 1u);
+  Result refused(PQexec(stats.get(), "SHUTDOWN"));
+  EXPECT_EQ(PQresultStatus(refused.get()), PGRES_FATAL_ERROR);
+  Conn other(PQconnectdb(r.conninfo("reservoir", "someone", "x").c_str()));
+  EXPECT_NE(PQstatus(other.get()), CONNECTION_OK);
+
+  ok(admin.get(), "SHUTDOWN");
+  EXPECT_EQ(r.stop(), 0) << r.log();
+}
+
 }  // namespace
 }  // namespace reservoir
 
