@@ -17,6 +17,7 @@
 #include "reservoir/driver.hpp"
 #include "reservoir/dsn.hpp"
 #include "reservoir/error.hpp"
+#include "support/fixture_util.hpp"
 
 // Set by tests/support/CMakeLists.txt.
 #ifndef RESERVOIR_MARIADB_FIXTURE_SCRIPT
@@ -29,23 +30,9 @@
 namespace reservoir::testing {
 namespace {
 
-constexpr int kNoBinariesExit = 77;  // mariadb_fixture.sh: no MariaDB server binaries
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : std::string();
-}
-
-std::map<std::string, std::string> read_state(const std::filesystem::path& file) {
-  std::map<std::string, std::string> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    const std::size_t eq = line.find('=');
-    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return out;
-}
+using fixture::env;
+using fixture::kNoBinariesExit;
+using fixture::read_state;
 
 // The server a DSN names; its parts fill the rest.
 MariaDbServer from_dsn(const std::string& dsn_text, const std::string& other_dsn) {
@@ -71,31 +58,11 @@ std::optional<MariaDbServer> from_state(const std::map<std::string, std::string>
   return from_dsn(dsn, get("RESERVOIR_MARIADB_OTHER_DSN"));
 }
 
-// Whether the server behind dsn accepts our credentials now (a state file may outlive its
-// server when a run was killed before its cleanup).
-bool answers(const std::string& dsn) {
-  const auto driver = find_driver("mariadb");
-  if (!driver) return false;
-  try {
-    driver->connect(Dsn::parse(dsn), std::chrono::seconds(3))->ping();
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
+bool answers(const std::string& dsn) { return fixture::answers("mariadb", dsn); }
 
 // Runs mariadb_fixture.sh with args; returns its exit status and puts its output in *output.
 int run_script(const std::string& args, std::string* output) {
-  const std::string command = "'" RESERVOIR_MARIADB_FIXTURE_SCRIPT "' " + args + " </dev/null 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return -1;
-  char buffer[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-    if (output != nullptr) output->append(buffer, n);
-  }
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return fixture::run_script(RESERVOIR_MARIADB_FIXTURE_SCRIPT, args, output);
 }
 
 struct State {
@@ -190,11 +157,7 @@ void MariaDbTest::SetUp() {
   std::string why;
   server_ = mariadb_server(&why);
   if (server_ != nullptr) return;
-  const State& s = state();
-  if (s.hard_failure || env("RESERVOIR_MARIADB_REQUIRED") == "1") {
-    FAIL() << "MariaDB is not available: " << why;
-  }
-  GTEST_SKIP() << "MariaDB is not available: " << why;
+  fixture::skip_or_fail("MariaDB", why, state().hard_failure, "RESERVOIR_MARIADB_REQUIRED");
 }
 
 std::unique_ptr<Connection> MariaDbTest::connect(const std::string& dsn,
@@ -205,18 +168,7 @@ std::unique_ptr<Connection> MariaDbTest::connect(const std::string& dsn,
 }
 
 std::string MariaDbTest::unique_name(std::string_view prefix) {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string test = info != nullptr ? std::string(info->test_suite_name()) + "_" + info->name()
-                                     : std::string("test");
-  std::string clean;
-  for (const char c : test) {
-    clean += std::isalnum(static_cast<unsigned char>(c)) != 0
-                 ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
-                 : '_';
-  }
-  if (clean.size() > 32) clean.resize(32);
-  return std::string(prefix) + "_" + clean + "_" + std::to_string(::getpid()) + "_" +
-         std::to_string(++names_);
+  return fixture::unique_name(prefix, &names_);
 }
 
 }  // namespace reservoir::testing
