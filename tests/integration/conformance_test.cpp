@@ -28,12 +28,14 @@
 #include "support/mariadb_fixture.hpp"
 #include "support/odbc_support.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using testing::error_of;
 using testing::eventually;
 
 // --- The backends ---------------------------------------------------------------------------
@@ -175,16 +177,6 @@ const Backend kBackends[] = {
 };
 
 // --- Helpers --------------------------------------------------------------------------------
-
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no reservoir::Error thrown";
-  return Error(ErrorCode::internal, "nothing thrown");
-}
 
 Bytes bytes(std::initializer_list<unsigned> values) {
   Bytes out;

@@ -16,53 +16,16 @@
 #include "reservoir/reservoir.hpp"
 #include "support/fake_driver.hpp"
 #include "support/mariadb_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::bytes_of;
+using testing::error_of;
 using testing::MariaDbTest;
-
-// The Error f throws (a test failure if it throws none).
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a reservoir::Error";
-  return Error(ErrorCode::internal, "no error thrown");
-}
-
-// A TCP port on 127.0.0.1 that completes the handshake (the kernel queues connections) but
-// never says a word: a server that hangs, to prove the connect timeout.
-class SilentListener {
- public:
-  SilentListener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  std::uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
-
-Bytes bytes_of(std::string_view s) {
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  return Bytes(p, p + s.size());
-}
+using testing::SilentListener;
 
 class MariaDbDriverTest : public MariaDbTest {
  protected:

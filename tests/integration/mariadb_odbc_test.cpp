@@ -9,41 +9,22 @@
 #include "drivers/odbc/odbc_connection.hpp"
 #include "reservoir/reservoir.hpp"
 #include "support/mariadb_fixture.hpp"
+#include "support/odbc_server_test.hpp"
 #include "support/odbc_support.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 using namespace std::chrono_literals;
 using drivers::OdbcConnection;
+using testing::error_of;
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no reservoir::Error thrown";
-  return Error(ErrorCode::internal, "nothing thrown");
-}
-
-class MariaDbOdbcTest : public testing::MariaDbTest {
+class MariaDbOdbcTest : public testing::OdbcServerTest<testing::MariaDbTest> {
  protected:
-  std::string dsn;
-
-  void SetUp() override {
-    testing::MariaDbTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    if (!testing::odbc_driver_built())
-      GTEST_SKIP() << "the ODBC driver is not built (unixodbc-dev)";
-    std::string why;
-    dsn = testing::odbc_mariadb_dsn(maria(), &why);
-    if (dsn.empty()) GTEST_SKIP() << why;
+  std::string odbc_dsn(std::string* why) override {
+    return testing::odbc_mariadb_dsn(maria(), why);
   }
-  std::unique_ptr<Connection> odbc_connect(const std::string& text = {}) {
-    return find_driver("odbc")->connect(Dsn::parse(text.empty() ? dsn : text), 10s);
-  }
-  static OdbcConnection& odbc(Connection& c) { return dynamic_cast<OdbcConnection&>(c); }
 };
 
 TEST_F(MariaDbOdbcTest, TypesRoundTrip) {

@@ -10,6 +10,7 @@
 #include "reservoir/reservoir.hpp"
 #include "support/fake_driver.hpp"
 #include "support/mariadb_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
@@ -20,14 +21,7 @@ using testing::MariaDbTest;
 class MariaDbPoolTest : public MariaDbTest {
  protected:
   PoolOptions options(std::uint32_t min, std::uint32_t max) const {
-    PoolOptions o;
-    o.dsn = maria().dsn;
-    o.min = min;
-    o.max = max;
-    o.wait_timeout = 10s;
-    o.connect_timeout = 5s;
-    o.fail_fast = true;
-    return o;
+    return testing::server_pool_options(maria().dsn, min, max, 10s);
   }
 
   static std::int64_t connection_id(Lease& c) {

@@ -15,61 +15,16 @@
 
 #include "reservoir/reservoir.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::closed_port;
+using testing::error_of;
 using testing::PostgresTest;
-
-// The Error f throws (a test failure if it throws none).
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a reservoir::Error";
-  return Error(ErrorCode::internal, "no error thrown");
-}
-
-// A TCP port on 127.0.0.1 that completes the handshake (the kernel queues connections) but
-// never says a word: a server that hangs, to prove the connect timeout.
-class SilentListener {
- public:
-  SilentListener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  std::uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
-
-// A port nothing listens on: connects are refused at once.
-std::uint16_t closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testing::SilentListener;
 
 class PgDriverTest : public PostgresTest {
  protected:
@@ -395,7 +350,7 @@ TEST_F(PgDriverTest, EvictionInsideATransactionDoesNotAbortIt) {
   const std::string table = unique_name();
   auto conn = connect(dsn_with("stmt_cache_size=3"));
   conn->execute("CREATE TABLE " + table + "(x int)");  // rsv_1
-  conn->query("SELECT 1");                               // rsv_2
+  conn->query("SELECT 1");                             // rsv_2
   // The application drops our statements behind the cache's back.
   conn->execute("DEALLOCATE rsv_1");
   conn->execute("DEALLOCATE rsv_2");

@@ -22,50 +22,17 @@
 #include "reservoir/reservoir.hpp"
 #include "support/fake_driver.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::error_of;
+using testing::SilentListener;
 using Clock = std::chrono::steady_clock;
 using testing::eventually;
 using testing::PostgresTest;
-
-// The Error f throws (a test failure if it throws none).
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected a reservoir::Error";
-  return Error(ErrorCode::internal, "no error thrown");
-}
-
-// A TCP port on 127.0.0.1 that completes the handshake (the kernel queues connections) but never
-// says a word: a server that hangs.
-class SilentListener {
- public:
-  SilentListener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd_, 64), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~SilentListener() { ::close(fd_); }
-  std::uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-};
 
 std::string random_hex() {
   std::ifstream urandom("/dev/urandom", std::ios::binary);
@@ -89,14 +56,8 @@ class PgLifecycleTest : public PostgresTest {
  protected:
   // A pool on the fixture's database; params are extra DSN parameters.
   PoolOptions options(std::uint32_t min, std::uint32_t max, const std::string& params = {}) const {
-    PoolOptions o;
-    o.dsn = pg().dsn_for(pg().user, pg().password, pg().database, params);
-    o.min = min;
-    o.max = max;
-    o.wait_timeout = 10s;
-    o.connect_timeout = 5s;
-    o.fail_fast = true;
-    return o;
+    return testing::server_pool_options(
+        pg().dsn_for(pg().user, pg().password, pg().database, params), min, max, 10s);
   }
 
   static std::int64_t backend_pid(Lease& c) {
@@ -813,7 +774,7 @@ TEST_F(PgLifecycleTest, UnknownDatabaseThroughCreateAndAcquireIsConnectFailed3D0
 }
 
 TEST_F(PgLifecycleTest, UnansweringServerFailsCreateWithinTheConnectTimeout) {
-  SilentListener silent;
+  SilentListener silent(64);
   auto o = options(1, 2);
   o.dsn = "postgresql://u:pw@127.0.0.1:" + std::to_string(silent.port()) + "/db";
   o.connect_timeout = 500ms;
@@ -827,7 +788,7 @@ TEST_F(PgLifecycleTest, UnansweringServerFailsCreateWithinTheConnectTimeout) {
 }
 
 TEST_F(PgLifecycleTest, UnansweringServerFailsAcquireWithinItsDeadline) {
-  SilentListener silent;
+  SilentListener silent(64);
   const std::string dsn = "postgresql://u:pw@127.0.0.1:" + std::to_string(silent.port()) + "/db";
   {
     // Attempts of connect_timeout each, with backoff, until the wait_timeout.

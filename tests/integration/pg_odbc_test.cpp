@@ -8,43 +8,21 @@
 
 #include "drivers/odbc/odbc_connection.hpp"
 #include "reservoir/reservoir.hpp"
+#include "support/odbc_server_test.hpp"
 #include "support/odbc_support.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
 
 using namespace std::chrono_literals;
 using drivers::OdbcConnection;
+using testing::error_of;
 
-Error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no reservoir::Error thrown";
-  return Error(ErrorCode::internal, "nothing thrown");
-}
-
-class PgOdbcTest : public testing::PostgresTest {
+class PgOdbcTest : public testing::OdbcServerTest<testing::PostgresTest> {
  protected:
-  std::string dsn;
-
-  void SetUp() override {
-    testing::PostgresTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
-    if (!testing::odbc_driver_built())
-      GTEST_SKIP() << "the ODBC driver is not built (unixodbc-dev)";
-    std::string why;
-    dsn = testing::odbc_postgres_dsn(pg(), &why);
-    if (dsn.empty()) GTEST_SKIP() << why;
-  }
-
-  std::unique_ptr<Connection> odbc_connect(const std::string& text = {}) {
-    return find_driver("odbc")->connect(Dsn::parse(text.empty() ? dsn : text), 10s);
-  }
-  static OdbcConnection& odbc(Connection& c) { return dynamic_cast<OdbcConnection&>(c); }
+  std::string odbc_dsn(std::string* why) override { return testing::odbc_postgres_dsn(pg(), why); }
   static std::int64_t backend_pid(Connection& c) {
     return c.query("SELECT pg_backend_pid()")[0][0].as<std::int64_t>();
   }

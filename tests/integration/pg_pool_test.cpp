@@ -11,6 +11,7 @@
 #include "reservoir/reservoir.hpp"
 #include "support/fake_driver.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
@@ -21,14 +22,7 @@ using testing::PostgresTest;
 class PgPoolTest : public PostgresTest {
  protected:
   PoolOptions options(std::uint32_t min, std::uint32_t max) const {
-    PoolOptions o;
-    o.dsn = pg().dsn;
-    o.min = min;
-    o.max = max;
-    o.wait_timeout = 10s;
-    o.connect_timeout = 5s;
-    o.fail_fast = true;
-    return o;
+    return testing::server_pool_options(pg().dsn, min, max, 10s);
   }
 
   static std::int64_t backend_pid(Lease& c) {
