@@ -24,8 +24,10 @@
 
 #include "reservoir/async.hpp"
 #include "reservoir/reservoir.hpp"
+#include "support/async_support.hpp"
 #include "support/fake_driver.hpp"
 #include "support/mariadb_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
@@ -35,25 +37,8 @@ using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 using testing::eventually;
 using testing::MariaDbTest;
-
-// Runs io until it has no more work or `limit` passed; false (the test fails) on the latter.
-[[nodiscard]] bool run_bounded(asio::io_context& io, std::chrono::milliseconds limit) {
-  io.run_for(limit);
-  return io.stopped();
-}
-
-// Spawns body on io; a failure (an exception escaping it) is reported as a test failure.
-template <class F>
-void spawn(asio::io_context& io, F body) {
-  asio::co_spawn(io, std::move(body), [](const std::exception_ptr& e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      ADD_FAILURE() << "coroutine threw: " << x.what();
-    }
-  });
-}
+using testing::run_bounded;
+using testing::spawn;
 
 // Each test's pool connects to a database of the test's own, so that the server's process list
 // tells its sessions apart from those of tests running in parallel (MariaDB has no
@@ -77,14 +62,8 @@ class MariaDbAsyncTest : public MariaDbTest {
       database_ = unique_name("reservoir_db");  // reservoir_app has every right on reservoir_*
       connect()->execute("CREATE DATABASE " + database_);
     }
-    PoolOptions o;
-    o.dsn = maria().dsn_for(maria().user, maria().password, database_);
-    o.min = min;
-    o.max = max;
-    o.wait_timeout = 5s;
-    o.connect_timeout = 5s;
-    o.fail_fast = true;
-    return o;
+    return testing::server_pool_options(maria().dsn_for(maria().user, maria().password, database_),
+                                        min, max, 5s);
   }
 
   // Sessions on the test's database, counted from a connection of the test's own.
@@ -97,41 +76,15 @@ class MariaDbAsyncTest : public MariaDbTest {
   // The pool's count of live connections and the server's agree (a closed session leaves the
   // process list asynchronously, hence the polling).
   void expect_server_agrees(const Pool& pool) {
-    std::int64_t on_server = -1;
-    EXPECT_TRUE(eventually([&] {
-      on_server = backends();
-      return on_server == static_cast<std::int64_t>(pool.opened());
-    })) << "pool opened "
-        << pool.opened() << ", server has " << on_server;
+    testing::expect_server_agrees(pool, [&] { return backends(); });
   }
 
-  // Nothing leased, waiting or connecting; opened within max. A pool with min > 0 refills in
-  // the background after a drop: that connect may still be in flight, hence the polling.
   static void expect_at_rest(const Pool& pool, std::uint32_t max) {
-    EXPECT_TRUE(eventually([&] { return pool.stats().connecting == 0; }))
-        << pool.stats().to_string();
-    const PoolStats s = pool.stats();
-    EXPECT_EQ(s.busy, 0u) << s.to_string();
-    EXPECT_EQ(s.waiting, 0u) << s.to_string();
-    EXPECT_EQ(s.connecting, 0u) << s.to_string();
-    EXPECT_LE(s.opened, max) << s.to_string();
-    EXPECT_EQ(s.idle, s.opened) << s.to_string();
+    testing::expect_settled_at_rest(pool, max);
   }
 
-  // Every connection the pool may have, leased at once (timed_wait), each running SELECT 1 on
-  // a session of its own.
   static void expect_all_usable(Pool& pool, std::uint32_t max) {
-    std::vector<Lease> all;
-    std::set<std::int64_t> ids;
-    const AcquireOptions ao{.get_mode = GetMode::timed_wait, .wait_timeout = 5s};
-    for (std::uint32_t i = 0; i < max; ++i) {
-      all.push_back(pool.acquire(ao));
-      EXPECT_EQ(all.back()->query("SELECT 1")[0][0].as<int>(), 1);
-      ids.insert(all.back()->query("SELECT CONNECTION_ID()")[0][0].as<std::int64_t>());
-    }
-    EXPECT_EQ(ids.size(), max);
-    EXPECT_EQ(pool.busy(), max);
-    EXPECT_EQ(pool.opened(), max);
+    testing::expect_all_usable(pool, max, "SELECT CONNECTION_ID()");
   }
 
  private:
@@ -391,49 +344,7 @@ TEST_F(MariaDbAsyncTest, CancellationStormLeavesCountersAndServerExact) {
 // close(true) with coroutines waiting: every one of them gets pool_closed at once.
 TEST_F(MariaDbAsyncTest, CloseFailsPendingAsyncWaiters) {
   auto pool = Pool::create(options(1, 1));
-  std::optional<Lease> held(pool->acquire());
-  constexpr int kWaiters = 20;
-  std::atomic<int> closed_errors{0}, other{0};
-  asio::io_context io;
-  for (int i = 0; i < kWaiters; ++i) {
-    spawn(io, [&]() -> asio::awaitable<void> {
-      try {
-        // Far beyond the test's bounds: ending early can only be the close.
-        const AcquireOptions ao{.get_mode = GetMode::timed_wait, .wait_timeout = 20s};
-        Lease c = co_await pool->async_acquire(ao);
-        ++other;
-      } catch (const Error& e) {
-        if (e.code() == ErrorCode::pool_closed) {
-          ++closed_errors;
-        } else {
-          ++other;
-        }
-      }
-    });
-  }
-  bool finished = false;
-  std::thread io_thread([&] { finished = run_bounded(io, 10s); });
-  EXPECT_TRUE(eventually([&] { return pool->waiting() == kWaiters; }));
-  const auto start = Clock::now();
-  pool->close(true);
-  io_thread.join();
-  EXPECT_LT(Clock::now() - start, 2s);
-  EXPECT_TRUE(finished);
-  EXPECT_EQ(closed_errors.load(), kWaiters);
-  EXPECT_EQ(other.load(), 0);
-  EXPECT_EQ(pool->waiting(), 0u);
-  asio::io_context io2;
-  std::optional<ErrorCode> late;
-  spawn(io2, [&]() -> asio::awaitable<void> {
-    try {
-      Lease c = co_await pool->async_acquire();
-    } catch (const Error& e) {
-      late = e.code();
-    }
-  });
-  EXPECT_TRUE(run_bounded(io2, 5s));
-  EXPECT_EQ(late, ErrorCode::pool_closed);
-  held.reset();  // the revoked lease's connection is closed now
+  testing::expect_close_fails_pending_async_waiters(pool);
   EXPECT_TRUE(eventually([&] { return backends() == 0; }));
 }
 

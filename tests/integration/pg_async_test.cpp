@@ -27,8 +27,10 @@
 
 #include "reservoir/async.hpp"
 #include "reservoir/reservoir.hpp"
+#include "support/async_support.hpp"
 #include "support/fake_driver.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
@@ -39,40 +41,17 @@ using Clock = std::chrono::steady_clock;
 using testing::eventually;
 using testing::PostgresServer;
 using testing::PostgresTest;
-
-// Runs io until it has no more work or `limit` passed; false (the test fails) on the latter.
-[[nodiscard]] bool run_bounded(asio::io_context& io, std::chrono::milliseconds limit) {
-  io.run_for(limit);
-  return io.stopped();
-}
-
-// Spawns body on io; a failure (an exception escaping it) is reported as a test failure.
-template <class F>
-void spawn(asio::io_context& io, F body) {
-  asio::co_spawn(io, std::move(body), [](const std::exception_ptr& e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      ADD_FAILURE() << "coroutine threw: " << x.what();
-    }
-  });
-}
+using testing::run_bounded;
+using testing::spawn;
 
 class PgAsyncTest : public PostgresTest {
  protected:
   // A pool on server whose sessions carry application_name app (counted and checked by it).
   static PoolOptions options(const PostgresServer& server, const std::string& app,
                              std::uint32_t min, std::uint32_t max) {
-    PoolOptions o;
-    o.dsn =
-        server.dsn_for(server.user, server.password, server.database, "application_name=" + app);
-    o.min = min;
-    o.max = max;
-    o.wait_timeout = 5s;
-    o.connect_timeout = 5s;
-    o.fail_fast = true;
-    return o;
+    return testing::server_pool_options(
+        server.dsn_for(server.user, server.password, server.database, "application_name=" + app),
+        min, max, 5s);
   }
   PoolOptions options(const std::string& app, std::uint32_t min, std::uint32_t max) const {
     return options(pg(), app, min, max);
@@ -91,41 +70,15 @@ class PgAsyncTest : public PostgresTest {
   // exits asynchronously, hence the polling).
   void expect_server_agrees(const Pool& pool, const PostgresServer& server,
                             const std::string& app) {
-    std::int64_t on_server = -1;
-    EXPECT_TRUE(eventually([&] {
-      on_server = backends(server, app);
-      return on_server == static_cast<std::int64_t>(pool.opened());
-    })) << "pool opened "
-        << pool.opened() << ", server has " << on_server;
+    testing::expect_server_agrees(pool, [&] { return backends(server, app); });
   }
 
-  // Nothing leased, waiting or connecting; opened within max. A pool with min > 0 refills in
-  // the background after a drop: that connect may still be in flight, hence the polling.
   static void expect_at_rest(const Pool& pool, std::uint32_t max) {
-    EXPECT_TRUE(eventually([&] { return pool.stats().connecting == 0; }))
-        << pool.stats().to_string();
-    const PoolStats s = pool.stats();
-    EXPECT_EQ(s.busy, 0u) << s.to_string();
-    EXPECT_EQ(s.waiting, 0u) << s.to_string();
-    EXPECT_EQ(s.connecting, 0u) << s.to_string();
-    EXPECT_LE(s.opened, max) << s.to_string();
-    EXPECT_EQ(s.idle, s.opened) << s.to_string();
+    testing::expect_settled_at_rest(pool, max);
   }
 
-  // Every connection the pool may have, leased at once (timed_wait), each running SELECT 1 on
-  // a session of its own.
   static void expect_all_usable(Pool& pool, std::uint32_t max) {
-    std::vector<Lease> all;
-    std::set<std::int64_t> pids;
-    const AcquireOptions ao{.get_mode = GetMode::timed_wait, .wait_timeout = 5s};
-    for (std::uint32_t i = 0; i < max; ++i) {
-      all.push_back(pool.acquire(ao));
-      EXPECT_EQ(all.back()->query("SELECT 1")[0][0].as<int>(), 1);
-      pids.insert(all.back()->query("SELECT pg_backend_pid()")[0][0].as<std::int64_t>());
-    }
-    EXPECT_EQ(pids.size(), max);
-    EXPECT_EQ(pool.busy(), max);
-    EXPECT_EQ(pool.opened(), max);
+    testing::expect_all_usable(pool, max, "SELECT pg_backend_pid()");
   }
 };
 
@@ -482,50 +435,7 @@ TEST_F(PgAsyncTest, StatementCancelledInFlight) {
 TEST_F(PgAsyncTest, CloseFailsPendingAsyncWaiters) {
   const std::string app = unique_name("app");
   auto pool = Pool::create(options(app, 1, 1));
-  std::optional<Lease> held(pool->acquire());
-  constexpr int kWaiters = 20;
-  std::atomic<int> closed_errors{0}, other{0};
-  asio::io_context io;
-  for (int i = 0; i < kWaiters; ++i) {
-    spawn(io, [&]() -> asio::awaitable<void> {
-      try {
-        // Far beyond the test's bounds: ending early can only be the close.
-        const AcquireOptions ao{.get_mode = GetMode::timed_wait, .wait_timeout = 20s};
-        Lease c = co_await pool->async_acquire(ao);
-        ++other;
-      } catch (const Error& e) {
-        if (e.code() == ErrorCode::pool_closed) {
-          ++closed_errors;
-        } else {
-          ++other;
-        }
-      }
-    });
-  }
-  bool finished = false;
-  std::thread io_thread([&] { finished = run_bounded(io, 10s); });
-  EXPECT_TRUE(eventually([&] { return pool->waiting() == kWaiters; }));
-  const auto start = Clock::now();
-  pool->close(true);
-  io_thread.join();
-  EXPECT_LT(Clock::now() - start, 2s);
-  EXPECT_TRUE(finished);
-  EXPECT_EQ(closed_errors.load(), kWaiters);
-  EXPECT_EQ(other.load(), 0);
-  EXPECT_EQ(pool->waiting(), 0u);
-  // After the close, async acquires fail at once too.
-  asio::io_context io2;
-  std::optional<ErrorCode> late;
-  spawn(io2, [&]() -> asio::awaitable<void> {
-    try {
-      Lease c = co_await pool->async_acquire();
-    } catch (const Error& e) {
-      late = e.code();
-    }
-  });
-  EXPECT_TRUE(run_bounded(io2, 5s));
-  EXPECT_EQ(late, ErrorCode::pool_closed);
-  held.reset();  // the revoked lease's connection is closed now
+  testing::expect_close_fails_pending_async_waiters(pool);
   EXPECT_TRUE(eventually([&] { return backends(app) == 0; }));
 }
 

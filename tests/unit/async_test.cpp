@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "reservoir/reservoir.hpp"
+#include "support/async_support.hpp"
 #include "support/fake_driver.hpp"
 
 using namespace std::chrono_literals;
@@ -30,6 +31,7 @@ using namespace reservoir;
 using namespace asio::experimental::awaitable_operators;
 using reservoir::testing::eventually;
 using reservoir::testing::FakeDriver;
+using reservoir::testing::run;
 
 namespace {
 
@@ -43,23 +45,11 @@ PoolOptions opts(std::shared_ptr<FakeDriver> fake, std::uint32_t min, std::uint3
   return o;
 }
 
-// Runs io until it has no more work, on `threads` threads.
-void run(asio::io_context& io, int threads = 1) {
-  std::vector<std::thread> extra;
-  for (int i = 1; i < threads; ++i) extra.emplace_back([&] { io.run(); });
-  io.run();
-  for (auto& t : extra) t.join();
-}
-
 // The pool is at rest: nothing leased, waiting or connecting, and the fake driver's live
 // connections are exactly the pool's.
 void expect_at_rest(const Pool& pool, const FakeDriver& fake, std::uint32_t max) {
   const PoolStats s = pool.stats();
-  EXPECT_EQ(s.busy, 0u);
-  EXPECT_EQ(s.waiting, 0u);
-  EXPECT_EQ(s.connecting, 0u);
-  EXPECT_LE(s.opened, max);
-  EXPECT_EQ(s.idle, s.opened);
+  reservoir::testing::expect_stats_at_rest(s, max);
   EXPECT_EQ(static_cast<int>(s.opened), fake.live());
 }
 
