@@ -121,20 +121,20 @@ std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 // thread: a thread-local free list per size needs no lock.
 template <std::size_t Size>
 struct BufferReturn {
-  static std::vector<char*>& free_list() {
-    thread_local std::vector<char*> list;
+  // Owning, so that a worker thread's buffers are freed when it ends.
+  static std::vector<std::unique_ptr<char[]>>& free_list() {
+    thread_local std::vector<std::unique_ptr<char[]>> list;
     return list;
   }
   void operator()(char* p) const noexcept {
+    std::unique_ptr<char[]> owned(p);
     auto& list = free_list();
     if (list.size() < 256) {
       try {
-        list.push_back(p);
-        return;
+        list.push_back(std::move(owned));
       } catch (...) {
       }
     }
-    delete[] p;
   }
 };
 template <std::size_t Size>
@@ -143,7 +143,7 @@ template <std::size_t Size>
 Buffer<Size> lend() {
   auto& list = BufferReturn<Size>::free_list();
   if (list.empty()) return Buffer<Size>(new char[Size]);
-  char* p = list.back();
+  char* p = list.back().release();
   list.pop_back();
   return Buffer<Size>(p);
 }
