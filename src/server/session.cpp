@@ -624,9 +624,13 @@ class Session {
       // Either side may speak: an idle session-mode client (notifications), an open transaction,
       // an extended-protocol batch before its Sync, COPY.
       const bool idle_in_tx = server_->status() != 'I' && outstanding_ == 0;
+      const bool idle = server_->status() == 'I' && outstanding_ == 0 && !unsynced_ && !copy_;
+      const std::chrono::milliseconds limit = idle_in_tx ? cfg_->idle_transaction_timeout
+                                              : idle     ? cfg_->client_idle_timeout
+                                                         : std::chrono::milliseconds(0);
       std::size_t which = 0;
-      if (idle_in_tx && cfg_->idle_transaction_timeout.count() > 0) {
-        timer_.expires_after(cfg_->idle_transaction_timeout);
+      if (limit.count() > 0) {
+        timer_.expires_after(limit);
         auto r = co_await (
             client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
             server_sock_->async_wait(asio::posix::stream_descriptor::wait_read,
@@ -641,8 +645,12 @@ class Session {
         which = r.index();
       }
       if (which == 2) {
-        detach(false);
-        co_await fail("25P03", "idle transaction timeout");
+        if (idle_in_tx) {
+          detach(false);
+          co_await fail("25P03", "idle transaction timeout");
+        } else {
+          co_await fail("08P01", "client_idle_timeout");  // run() returns the connection
+        }
         co_return;
       }
       if (which == 1) {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -97,7 +98,10 @@ class Reservoird {
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 2);
       ::dup2(fd, 1);
-      ::execl(RESERVOIRD_BINARY, "reservoird", ini.c_str(), static_cast<char*>(nullptr));
+      // RESERVOIRD_TEST_BINARY runs another build of it (e.g. a ThreadSanitizer one).
+      const char* binary = std::getenv("RESERVOIRD_TEST_BINARY");
+      if (binary == nullptr || *binary == '\0') binary = RESERVOIRD_BINARY;
+      ::execl(binary, "reservoird", ini.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     // Ready when it accepts connections (deadline 10 s).
@@ -576,6 +580,20 @@ TEST_F(PgReservoirdTest, QueryWaitTimeoutAndIdleTransactionTimeout) {
   EXPECT_NE(PQresultStatus(y.get()), PGRES_TUPLES_OK);
   Conn next = open(r, "tx1");
   EXPECT_EQ(one(next.get(), "SELECT 1"), "1");
+}
+
+TEST_F(PgReservoirdTest, ClientIdleTimeoutInSessionAndTransactionMode) {
+  Reservoird r(pg(), "auth_type = trust\nclient_idle_timeout = 1", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  for (const char* db : {"sess", "tx"}) {
+    Conn c = open(r, db);
+    EXPECT_EQ(one(c.get(), "SELECT 1"), "1");
+    std::this_thread::sleep_for(1500ms);
+    Result x(PQexec(c.get(), "SELECT 1"));
+    EXPECT_NE(PQresultStatus(x.get()), PGRES_TUPLES_OK) << db;
+  }
+  Conn again = open(r, "sess");
+  EXPECT_EQ(one(again.get(), "SELECT 2"), "2");
 }
 
 TEST_F(PgReservoirdTest, ParameterStatusFollowsTheServerConnection) {
