@@ -129,9 +129,11 @@ class [[nodiscard]] AsyncTransaction {
 // detached; holds a weak reference, so it ends as well when the pool is destroyed.
 void async_maintain(asio::any_io_executor executor, const std::shared_ptr<Pool>& pool);
 
-// The worker pool's size: threads that run blocking calls for the async API (default: the
-// number of cores, at least 2). Effective only before the first async call that needs it;
-// returns the size in force.
+// The worker pool's size: threads that run blocking calls for the async API (default: 16, or
+// twice the cores if more). Effective only before the first async call that needs it; returns
+// the size in force. Make it at least the number of connections of SQLite and ODBC pools that
+// may wait for each other's locks: a call waiting for a lock holds its worker thread, and the
+// holder's next call (its COMMIT) needs a free one.
 std::uint32_t async_worker_threads(std::uint32_t threads = 0);
 
 }  // namespace reservoir

@@ -17,8 +17,10 @@ namespace {
 
 std::atomic<std::uint32_t> g_worker_threads{0};
 
+// Not the number of cores: the calls that run here mostly wait (for a lock, the disk, the
+// network), and a connection waiting for a lock must not take the thread its holder needs.
 std::uint32_t default_workers() noexcept {
-  return std::max<std::uint32_t>(2, std::thread::hardware_concurrency());
+  return std::max<std::uint32_t>(16, 2 * std::thread::hardware_concurrency());
 }
 
 asio::awaitable<void> maintain(std::weak_ptr<Pool> weak, std::chrono::milliseconds interval) {
