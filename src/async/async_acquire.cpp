@@ -50,12 +50,18 @@ struct WaitState {
   }
 };
 
+// Whether the coroutine was cancelled.
+asio::awaitable<bool> cancelled() {
+  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  co_return cs.cancelled() != asio::cancellation_type::none;
+}
+
 // Throws if the coroutine was cancelled while it was busy with something that could not be
 // interrupted (a call on the worker pool).
 asio::awaitable<void> throw_if_cancelled() {
-  asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
-  if (cs.cancelled() != asio::cancellation_type::none)
-    throw asio::system_error(asio::error::operation_aborted);
+  // Not `if (co_await ...)`: GCC 12 miscompiles a co_await in a condition (SIGILL).
+  const bool gave_up = co_await cancelled();
+  if (gave_up) throw asio::system_error(asio::error::operation_aborted);
 }
 
 // Opens the connection of a slot reserved for this acquirer: the driver's ConnectOp on this
@@ -73,17 +79,18 @@ asio::awaitable<void> open_reserved(Engine& e, Slot& slot, const Engine::Acquire
       co_await async::drive(*op);
       conn = op->take();
     } else {
+      // Runs to its end even if cancelled meanwhile: the caller then gives the new connection
+      // to the pool (it checks for cancellation right after).
       conn = co_await async::on_worker([&] { return e.driver().connect(dsn, timeout); });
-      co_await throw_if_cancelled();
     }
-  } catch (const asio::system_error& x) {
-    // Cancelled: the caller frees the slot (connecting still points at it). Anything else
-    // from the event loop is a failed connect.
-    if (x.code() == asio::error::operation_aborted) throw;
-    error = std::current_exception();
   } catch (...) {
     error = std::current_exception();
   }
+  // Cancelled: the caller frees the slot (connecting still points at it), and no failure is
+  // recorded. Anything else is a failed connect.
+  bool gave_up = false;
+  if (error) gave_up = co_await cancelled();  // not in a condition: see throw_if_cancelled
+  if (gave_up) throw asio::system_error(asio::error::operation_aborted);
   connecting = nullptr;  // adopt_connection owns the slot's fate from here
   e.adopt_connection(slot, run.r, std::move(conn), error, core::SlotState::in_use);
 }

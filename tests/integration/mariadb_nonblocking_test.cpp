@@ -371,7 +371,8 @@ TEST_F(MariaDbNonBlockingTest, OneMegabyteParameter) {
   for (std::size_t i = 0; i < big.size(); i += 997) big[i] = static_cast<char>('a' + i % 26);
   const auto o =
       run(*conn, "SELECT LENGTH(?), MD5(?) = MD5(?)", {Value(big), Value(big), Value(big)});
-  EXPECT_GT(o.drive.waits, 0);
+  // No wait count asserted: loopback buffers can take the 3 MB at once and the server can answer
+  // before the first look (seen under load); the large-result and SLEEP tests show the waits.
   EXPECT_EQ(o.rows[0][0], Value(static_cast<std::int64_t>(big.size())));
   EXPECT_EQ(o.rows[0][1], Value(1));
   const auto echo = run(*conn, "SELECT ?", {Value(bytes_of(big))});
