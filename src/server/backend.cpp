@@ -103,6 +103,7 @@ std::unique_ptr<BackendConnection> BackendConnection::open(const BackendTarget& 
 }
 
 BackendConnection::~BackendConnection() {
+  if (limit_) limit_->give_back();
   if (fd_ >= 0) {
     if (!broken_) {
       std::string bye;
@@ -343,7 +344,19 @@ void BackendConnection::reset() {
 // ---- BackendDriver ---------------------------------------------------------------------------
 
 std::unique_ptr<Connection> BackendDriver::connect(const Dsn&, std::chrono::milliseconds timeout) {
-  return BackendConnection::open(*target(), timeout);
+  if (!limit_) return BackendConnection::open(*target(), timeout);
+  if (!limit_->try_take())
+    throw Error(ErrorCode::connect_failed,
+                "max_db_connections (" + std::to_string(limit_->cap.load()) + ") reached");
+  std::unique_ptr<BackendConnection> c;
+  try {
+    c = BackendConnection::open(*target(), timeout);
+  } catch (...) {
+    limit_->give_back();
+    throw;
+  }
+  c->hold_place(limit_);
+  return c;
 }
 
 void BackendDriver::set_target(std::shared_ptr<const BackendTarget> target) {

@@ -15,6 +15,7 @@
 // BackendConnection is used by one thread at a time (its lease holder or the engine).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -45,6 +46,28 @@ struct BackendTarget {
   std::size_t max_message = pg::kDefaultMaxMessage;
 };
 
+// max_db_connections: the server connections open to one [databases] entry, over all its
+// (database, user) pools. BackendDriver::connect takes a place (or fails while `cap` are open);
+// the connection gives it back when it closes. cap 0: no limit (the count is still kept).
+struct DbLimit {
+  std::atomic<std::uint32_t> cap{0};
+  std::atomic<std::uint32_t> opened{0};
+  // Takes a place: false when cap are open.
+  bool try_take() noexcept {
+    std::uint32_t n = opened.load(std::memory_order_relaxed);
+    while (true) {
+      const std::uint32_t c = cap.load(std::memory_order_relaxed);
+      if (c > 0 && n >= c) return false;
+      if (opened.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+    }
+  }
+  void give_back() noexcept { opened.fetch_sub(1, std::memory_order_acq_rel); }
+  bool full() const noexcept {
+    const std::uint32_t c = cap.load(std::memory_order_relaxed);
+    return c > 0 && opened.load(std::memory_order_acquire) >= c;
+  }
+};
+
 class BackendConnection final : public Connection {
  public:
   // Opens the socket, logs in, reads ParameterStatus, BackendKeyData and ReadyForQuery, all
@@ -71,6 +94,9 @@ class BackendConnection final : public Connection {
   void set_status(char status) noexcept { status_ = status; }
   char status() const noexcept { return status_; }
   void mark_broken() noexcept { broken_ = true; }
+  // The place this connection holds in its database's max_db_connections count (given back by
+  // the destructor).
+  void hold_place(std::shared_ptr<DbLimit> limit) noexcept { limit_ = std::move(limit); }
 
   // --- Connection ---
   std::uint64_t execute_params(std::string_view sql, std::span<const Value> params) override;
@@ -109,16 +135,21 @@ class BackendConnection final : public Connection {
   bool broken_ = false;
   std::string in_;  // bytes read but not yet consumed (blocking calls only)
   std::size_t in_at_ = 0;
+  std::shared_ptr<DbLimit> limit_;
 };
 
 // The Driver for one pool's server connections. The DSN is ignored: connections go to the
 // current target.
 class BackendDriver final : public Driver {
  public:
-  explicit BackendDriver(std::shared_ptr<const BackendTarget> target)
-      : target_(std::move(target)) {}
+  // limit: the database's max_db_connections count, shared by its pools (may be null).
+  explicit BackendDriver(std::shared_ptr<const BackendTarget> target,
+                         std::shared_ptr<DbLimit> limit = nullptr)
+      : target_(std::move(target)), limit_(std::move(limit)) {}
   std::string_view scheme() const noexcept override { return "reservoird"; }
   std::unique_ptr<Connection> connect(const Dsn& dsn, std::chrono::milliseconds timeout) override;
+  // Throws Error{connect_failed} "max_db_connections" at once while the database's cap is
+  // reached (retryable: the engine keeps the acquirer waiting and tries again).
   // New connections use target from now on (reload); open ones keep theirs.
   void set_target(std::shared_ptr<const BackendTarget> target);
   std::shared_ptr<const BackendTarget> target() const;
@@ -126,6 +157,7 @@ class BackendDriver final : public Driver {
  private:
   mutable std::mutex mutex_;
   std::shared_ptr<const BackendTarget> target_;  // guarded by mutex_
+  std::shared_ptr<DbLimit> limit_;
 };
 
 // Sends a CancelRequest for key to host:port over a new connection (blocking, bounded by

@@ -179,6 +179,9 @@ bool Daemon::reload() {
     s.idle_timeout = c->server_idle_timeout;
     s.ping_interval = c->server_check_delay;
     s.max_lifetime = c->server_lifetime;
+    p->limit->cap.store(db.max_db_connections.value_or(c->max_db_connections));
+    p->reserve_size.store(db.reserve_pool.value_or(c->reserve_pool_size));
+    p->reserve_timeout_ms.store(c->reserve_pool_timeout.count());
     try {
       p->pool->reconfigure(s);
     } catch (const std::exception& e) {
@@ -200,9 +203,15 @@ std::shared_ptr<PoolEntry> Daemon::pool_for(
   entry->database = db.name;
   entry->user = server_user;
   entry->mode = db.pool_mode.value_or(c->pool_mode);
+  auto& limit = limits_[db.name];
+  if (!limit) limit = std::make_shared<DbLimit>();
+  limit->cap.store(db.max_db_connections.value_or(c->max_db_connections));
+  entry->limit = limit;
+  entry->reserve_size.store(db.reserve_pool.value_or(c->reserve_pool_size));
+  entry->reserve_timeout_ms.store(c->reserve_pool_timeout.count());
   auto target = std::make_shared<BackendTarget>(make_target(*c, db, server_user, password));
   target->startup_params = std::move(startup_params);
-  entry->driver = std::make_shared<BackendDriver>(target);
+  entry->driver = std::make_shared<BackendDriver>(target, limit);
 
   PoolOptions o;
   o.dsn = "reservoird://" + percent(server_user) + "@" + percent(db.host) + ":" +
@@ -247,6 +256,31 @@ std::vector<std::shared_ptr<PoolEntry>> Daemon::pools() const {
   std::vector<std::shared_ptr<PoolEntry>> out;
   for (const auto& [k, v] : pools_) out.push_back(v);
   return out;
+}
+
+bool Daemon::evict_idle(const PoolEntry& entry) {
+  std::vector<std::shared_ptr<PoolEntry>> others;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [k, v] : pools_)
+      if (v.get() != &entry && v->database == entry.database && v->pool->idle() > 0)
+        others.push_back(v);
+  }
+  for (auto& p : others) {
+    // An idle one is taken without waiting (at the cap a connect attempt fails at once in the
+    // driver, so no_wait never blocks on a new connection) and closed.
+    AcquireOptions o;
+    o.get_mode = GetMode::no_wait;
+    try {
+      Lease lease = p->pool->acquire(o);
+      lease.drop();
+      log_.debug("max_db_connections: closed an idle server connection of " + p->database + "/" +
+                 p->user + " for " + entry.user);
+      return true;
+    } catch (const std::exception&) {
+    }
+  }
+  return false;
 }
 
 // ---- clients and cancel keys -----------------------------------------------------------------

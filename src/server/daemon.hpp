@@ -57,6 +57,13 @@ struct PoolEntry {
   std::shared_ptr<BackendDriver> driver;
   std::shared_ptr<Pool> pool;
   std::atomic<std::uint32_t> clients{0};
+  // The database's max_db_connections count (shared with its other pools; never null).
+  std::shared_ptr<DbLimit> limit;
+  // reserve_pool_size / reserve_pool_timeout (updated by reload), and the extra server
+  // connections beyond pool_size that clients hold now.
+  std::atomic<std::uint32_t> reserve_size{0};
+  std::atomic<std::int64_t> reserve_timeout_ms{0};
+  std::atomic<std::uint32_t> reserve_used{0};
 
   // The ParameterStatus set new clients of this pool are sent (from a server connection).
   std::map<std::string, std::string> server_params() const {
@@ -115,6 +122,10 @@ class Daemon {
       const DatabaseEntry& db, const std::string& server_user, const std::string& password,
       std::vector<std::pair<std::string, std::string>> startup_params);
   std::vector<std::shared_ptr<PoolEntry>> pools() const;
+  // max_db_connections: closes one idle server connection of another pool of `entry`'s
+  // database, to make room for it. Returns whether one was closed. Does not block on the
+  // network beyond a due server_check_query or purity reset of the connection it closes.
+  bool evict_idle(const PoolEntry& entry);
 
   // A fresh fake BackendKeyData for a client, mapped to its slot until forget_client().
   pg::BackendKey register_client(std::shared_ptr<CancelSlot> slot);
@@ -147,6 +158,7 @@ class Daemon {
   std::shared_ptr<const std::map<std::string, Secret>> users_;  // guarded by mutex_
   std::map<std::pair<std::string, std::string>, std::shared_ptr<PoolEntry>> pools_;  // mutex_
   std::map<std::uint64_t, std::shared_ptr<CancelSlot>> cancel_;  // guarded by mutex_
+  std::map<std::string, std::shared_ptr<DbLimit>> limits_;       // by database; mutex_
   std::unique_ptr<Impl> impl_;
 };
 

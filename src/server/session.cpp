@@ -341,6 +341,7 @@ class Session {
     }
     pool_->clients.fetch_add(1, std::memory_order_relaxed);
     mode_ = pool_->mode;
+    if (const std::string* app = startup_.param("application_name")) application_name_ = *app;
     acquire_.cclass = copts_.cclass;
     acquire_.purity = copts_.purity;
 
@@ -375,6 +376,8 @@ class Session {
     if (server_params.empty() || mode_ == PoolMode::session) {
       if (!co_await attach()) co_return false;  // sends the server's ParameterStatus set
     } else {
+      // The client's own application_name: it is SET on each server connection it gets.
+      server_params["application_name"] = application_name_;
       for (const auto& [k, v] : server_params) pg::put_parameter_status(out_, k, v);
       client_params_ = std::move(server_params);
     }
@@ -484,10 +487,133 @@ class Session {
            !copy_ && from_client_.at_boundary() && from_server_.at_boundary();
   }
 
+  // query_wait_timeout left since start; nullopt: no limit (wait).
+  std::optional<std::chrono::milliseconds> wait_left(std::chrono::steady_clock::time_point start) {
+    if (cfg_->query_wait_timeout.count() <= 0) return std::nullopt;
+    const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    return std::max(cfg_->query_wait_timeout - spent, std::chrono::milliseconds(0));
+  }
+  static Error wait_timeout_error() { return Error(ErrorCode::pool_timeout, "query_wait_timeout"); }
+
+  // A server connection from the pool, within query_wait_timeout:
+  // - max_db_connections: while the database has its cap of server connections open and this
+  //   pool has none idle, an idle one of another pool of the database is closed to make room,
+  //   or the client waits (polling, 5 ms) for room;
+  // - reserve_pool_size: a client that has waited reserve_pool_timeout gets a server connection
+  //   beyond pool_size (force_get) while fewer than reserve_pool_size such are held; it is
+  //   closed when given back while the pool is over pool_size.
+  asio::awaitable<Lease> acquire_server() {
+    const auto start = std::chrono::steady_clock::now();
+    if (pool_->limit->cap.load(std::memory_order_relaxed) > 0) {
+      while (pool_->pool->idle() == 0 && pool_->limit->full()) {
+        if (d_.evict_idle(*pool_)) continue;
+        if (auto left = wait_left(start); left && left->count() == 0) throw wait_timeout_error();
+        timer_.expires_after(std::chrono::milliseconds(5));
+        co_await timer_.async_wait(asio::experimental::as_tuple(use_awaitable));
+      }
+    }
+    AcquireOptions o = acquire_;
+    const std::uint32_t reserve = pool_->reserve_size.load(std::memory_order_relaxed);
+    const std::chrono::milliseconds reserve_after(
+        pool_->reserve_timeout_ms.load(std::memory_order_relaxed));
+    auto left = wait_left(start);
+    if (reserve == 0) {
+      if (left) o.wait_timeout = std::max(*left, std::chrono::milliseconds(1));
+      Lease lease = co_await pool_->pool->async_acquire(o);
+      co_return lease;
+    }
+    o.get_mode = GetMode::timed_wait;
+    o.wait_timeout = std::max(left ? std::min(*left, reserve_after) : reserve_after,
+                              std::chrono::milliseconds(1));
+    bool waited_long = false;
+    Lease lease;
+    try {
+      lease = co_await pool_->pool->async_acquire(o);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::pool_timeout) throw;
+      waited_long = true;
+    }
+    if (!waited_long) co_return lease;
+    left = wait_left(start);
+    if (left && left->count() == 0) throw wait_timeout_error();
+    std::uint32_t used = pool_->reserve_used.load(std::memory_order_relaxed);
+    while (used < reserve && !pool_->reserve_used.compare_exchange_weak(used, used + 1)) {
+    }
+    if (used < reserve) {
+      AcquireOptions forced = acquire_;
+      forced.get_mode = GetMode::force_get;
+      try {
+        lease = co_await pool_->pool->async_acquire(forced);
+      } catch (...) {
+        pool_->reserve_used.fetch_sub(1);
+        throw;
+      }
+      reserve_held_ = true;
+      d_.log().debug("client " + user_ + "@" + database_ + " got a reserve server connection");
+      co_return lease;
+    }
+    AcquireOptions rest = acquire_;
+    if (left) rest.wait_timeout = std::max(*left, std::chrono::milliseconds(1));
+    lease = co_await pool_->pool->async_acquire(rest);
+    co_return lease;
+  }
+
+  // track_extra_parameters for application_name: the server connections' startup parameters
+  // are the pool's first client's, so a client whose application_name differs from the server
+  // connection's has it SET there (one round trip, only when they differ). false: the server
+  // connection failed.
+  asio::awaitable<bool> apply_client_params() {
+    const auto& params = server_->parameters();
+    const auto it = params.find("application_name");
+    if (it == params.end() || it->second == application_name_) co_return true;
+    std::string literal = "'";
+    for (const char ch : application_name_) {
+      literal.push_back(ch);
+      if (ch == '\'') literal.push_back(ch);
+    }
+    literal.push_back('\'');
+    std::string q;
+    pg::put_query(q, "SET application_name = " + literal);
+    auto [wec, written] = co_await asio::async_write(*server_sock_, asio::buffer(q),
+                                                     asio::experimental::as_tuple(use_awaitable));
+    if (wec) co_return false;
+    std::string in;
+    char buf[1024];
+    timer_.expires_after(cfg_->server_connect_timeout.count() > 0 ? cfg_->server_connect_timeout
+                                                                  : std::chrono::seconds(15));
+    while (true) {
+      std::size_t size = 0;
+      if (auto m = pg::read_message(in, &size)) {
+        const char type = m->type;
+        if (type == pg::be::kParameterStatus) {
+          auto [name, value] = pg::parse_parameter_status(m->body);
+          server_->set_parameter(std::move(name), std::move(value));
+        } else if (type == pg::be::kErrorResponse) {
+          d_.log().warning("SET application_name for client " + user_ + "@" + database_ + ": " +
+                           pg::parse_error_fields(m->body).message);
+        } else if (type == pg::be::kReadyForQuery) {
+          server_->set_status(pg::parse_ready_for_query(m->body));
+          timer_.cancel();
+          co_return in.size() == size;  // nothing may follow the ReadyForQuery
+        }
+        in.erase(0, size);
+        continue;
+      }
+      auto r = co_await (server_sock_->async_read_some(
+                             asio::buffer(buf), asio::experimental::as_tuple(use_awaitable)) ||
+                         timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+      if (r.index() == 1) co_return false;
+      auto [ec, n] = std::get<0>(r);
+      if (ec || n == 0) co_return false;
+      in.append(buf, n);
+    }
+  }
+
   asio::awaitable<bool> attach() {
     Lease lease;
     try {
-      lease = co_await pool_->pool->async_acquire(acquire_);
+      lease = co_await acquire_server();
     } catch (const Error& e) {
       if (e.code() == ErrorCode::pool_timeout) {
         error_state_ = "08P01";
@@ -513,6 +639,10 @@ class Session {
       cancel_slot_->key = server_->key();
     }
     pool_->set_server_params(server_->parameters());
+    if (!co_await apply_client_params()) {
+      co_await server_lost();
+      co_return false;
+    }
     // The client keeps what it was told: tell it what differs on this server connection.
     for (const auto& [k, v] : server_->parameters()) {
       auto it = client_params_.find(k);
@@ -543,6 +673,10 @@ class Session {
     else
       lease_.drop();
     server_ = nullptr;
+    if (reserve_held_) {
+      pool_->reserve_used.fetch_sub(1, std::memory_order_relaxed);
+      reserve_held_ = false;
+    }
     d_.attached.fetch_sub(1, std::memory_order_relaxed);
     outstanding_ = 0;
     unsynced_ = false;
@@ -756,6 +890,7 @@ class Session {
             break;
           case pg::be::kParameterStatus: {
             auto [name, value] = pg::parse_parameter_status(body);
+            if (name == "application_name") application_name_ = value;  // the client's SET
             client_params_[name] = value;
             server_->set_parameter(std::move(name), std::move(value));
             break;
@@ -809,6 +944,7 @@ class Session {
   pg::StartupPacket startup_;
   std::string user_, database_;
   ClientOptions copts_;
+  std::string application_name_;  // the client's (startup packet, then its own SETs)
   AcquireOptions acquire_;
   PoolMode mode_ = PoolMode::session;
   std::shared_ptr<PoolEntry> pool_;
@@ -816,6 +952,7 @@ class Session {
   pg::BackendKey fake_key_;
   bool registered_ = false;
   bool counted_ = false;
+  bool reserve_held_ = false;  // server_ is one of the pool's reserve_pool_size extras
 
   Lease lease_;
   BackendConnection* server_ = nullptr;

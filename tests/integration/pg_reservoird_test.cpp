@@ -27,8 +27,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "reservoir/error.hpp"
+#include "reservoir/pool.hpp"
 #include "server/auth.hpp"
 #include "server/pg_codec.hpp"
 #include "support/postgres_fixture.hpp"
@@ -683,6 +686,303 @@ TEST_F(PgReservoirdTest, AdminConsole) {
 
   ok(admin.get(), "SHUTDOWN");
   EXPECT_EQ(r.stop(), 0) << r.log();
+}
+
+// The server sessions (pg_stat_activity) with this application_name: a pool's server
+// connections carry its first client's.
+int server_sessions(PGconn* direct, const std::string& application_name) {
+  Result x(PQexec(direct, ("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" +
+                           application_name + "'")
+                              .c_str()));
+  if (PQresultStatus(x.get()) != PGRES_TUPLES_OK) return -1;
+  return std::atoi(PQgetvalue(x.get(), 0, 0));
+}
+
+// Polls until server_sessions() == want (a closed backend leaves pg_stat_activity a little
+// after its socket closes); returns the last count.
+int await_server_sessions(PGconn* direct, const std::string& application_name, int want) {
+  const auto deadline = Clock::now() + 5s;
+  int n = server_sessions(direct, application_name);
+  while (n != want && Clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    n = server_sessions(direct, application_name);
+  }
+  return n;
+}
+
+TEST_F(PgReservoirdTest, ReservePoolServesAClientThatWaitedReservePoolTimeout) {
+  Reservoird r(pg(),
+               "auth_type = trust\nreserve_pool_size = 1\nreserve_pool_timeout = 500ms\n"
+               "query_wait_timeout = 2",
+               dbline("rsv", "pool_size=1 pool_mode=transaction"));
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn d = direct();
+  const std::string app = "rsv_reserve_test";
+  Conn holder = open(r, "rsv", "application_name=" + app);
+  ok(holder.get(), "BEGIN");  // holds the pool's one server connection
+  EXPECT_EQ(await_server_sessions(d.get(), app, 1), 1);
+  // The second client waits reserve_pool_timeout, then gets the reserve connection.
+  Conn waiter = open(r, "rsv", "application_name=" + app);
+  auto start = Clock::now();
+  ok(waiter.get(), "BEGIN");
+  auto took = Clock::now() - start;
+  EXPECT_GE(took, 450ms);
+  EXPECT_LT(took, 1900ms) << "served by the reserve, not after query_wait_timeout";
+  EXPECT_EQ(await_server_sessions(d.get(), app, 2), 2);
+  // The reserve (1) is in use: a third client waits out query_wait_timeout.
+  Conn third = open(r, "rsv", "application_name=" + app);
+  start = Clock::now();
+  Result x(PQexec(third.get(), "SELECT 1"));
+  took = Clock::now() - start;
+  EXPECT_NE(PQresultStatus(x.get()), PGRES_TUPLES_OK);
+  EXPECT_NE(std::string(PQerrorMessage(third.get())).find("query_wait_timeout"), std::string::npos)
+      << PQerrorMessage(third.get());
+  EXPECT_GE(took, 1900ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(server_sessions(d.get(), app), 2) << "never more than pool_size + reserve_pool_size";
+  // Given back while the pool is over pool_size, the extra connection is closed.
+  ok(waiter.get(), "COMMIT");
+  EXPECT_EQ(await_server_sessions(d.get(), app, 1), 1);
+  ok(holder.get(), "COMMIT");
+  EXPECT_EQ(one(waiter.get(), "SELECT 5"), "5");
+  EXPECT_EQ(server_sessions(d.get(), app), 1);
+}
+
+TEST_F(PgReservoirdTest, MaxDbConnectionsCapsServerConnectionsOverAllUserPools) {
+  if (pg().other_user.empty()) GTEST_SKIP() << "the fixture has no second user";
+  Reservoird r(pg(), "auth_type = trust\nquery_wait_timeout = 5",
+               dbline("lim", "pool_size=3 max_db_connections=2 pool_mode=transaction"));
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn d = direct();
+  const std::string app = "rsv_maxdb_test";
+  // Another user's pool of the same database. Its first login takes a server connection (for
+  // the ParameterStatus set), which stays idle in that pool.
+  Conn b(PQconnectdb(
+      r.conninfo("lim", pg().other_user, pg().other_password, "application_name=" + app).c_str()));
+  ASSERT_EQ(PQstatus(b.get()), CONNECTION_OK) << PQerrorMessage(b.get()) << r.log();
+  Conn a1 = open(r, "lim", "application_name=" + app);
+  Conn a2 = open(r, "lim", "application_name=" + app);
+  ok(a1.get(), "BEGIN");
+  ok(a2.get(), "BEGIN");  // at the cap: b's idle connection is closed to make room
+  EXPECT_EQ(await_server_sessions(d.get(), app, 2), 2);
+  // Now b's client waits for room under the cap.
+  std::atomic<bool> done{false};
+  std::string b_answer;
+  const auto start = Clock::now();
+  std::thread t([&] {
+    Result x(PQexec(b.get(), "SELECT current_user"));
+    if (PQresultStatus(x.get()) == PGRES_TUPLES_OK) b_answer = PQgetvalue(x.get(), 0, 0);
+    done = true;
+  });
+  std::this_thread::sleep_for(700ms);
+  EXPECT_FALSE(done.load()) << "max_db_connections = 2 and both are in use";
+  EXPECT_EQ(server_sessions(d.get(), app), 2);
+  // a1's connection goes idle in its pool; b's pool closes it and opens its own.
+  ok(a1.get(), "COMMIT");
+  t.join();
+  EXPECT_GE(Clock::now() - start, 650ms);
+  EXPECT_EQ(b_answer, pg().other_user) << r.log();
+  EXPECT_EQ(await_server_sessions(d.get(), app, 2), 2);
+  // And back: a1's pool takes the room of b's idle connection.
+  EXPECT_EQ(one(a1.get(), "SELECT current_user"), pg().user);
+  EXPECT_EQ(await_server_sessions(d.get(), app, 2), 2);
+  ok(a2.get(), "COMMIT");
+  EXPECT_EQ(one(b.get(), "SELECT 1"), "1");
+  EXPECT_LE(server_sessions(d.get(), app), 2);
+}
+
+// Runs a shell command (bounded by the `timeout` it is given), returns its exit status and
+// output.
+std::pair<int, std::string> run_command(const std::string& cmd) {
+  FILE* pipe = ::popen((cmd + " 2>&1 </dev/null").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) output += buf;
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// Debian's python3-psycopg (psycopg 3) through reservoird in transaction mode with SCRAM:
+// parameters, a transaction, a server-side error. /usr/bin/python3 explicitly: another
+// python3 may come first on PATH. psycopg prepares a statement executed prepare_threshold (5)
+// times under a name, which transaction pooling cannot keep: prepare_threshold=None.
+TEST_F(PgReservoirdTest, PsycopgThroughTransactionModeWithScram) {
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  if (run_command("/usr/bin/python3 -c 'import psycopg'").first != 0)
+    GTEST_SKIP() << "python3-psycopg is not installed";
+  Reservoird r(pg(), "auth_type = scram-sha-256", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  const std::string script = (std::filesystem::temp_directory_path() /
+                              ("rsv-psycopg-" + std::to_string(::getpid()) + ".py"))
+                                 .string();
+  {
+    std::ofstream out(script);
+    out << R"PY(import sys
+import psycopg
+port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+with psycopg.connect(host="127.0.0.1", port=port, dbname="tx", user=user, password=password,
+                     connect_timeout=5, prepare_threshold=None) as c:
+    for i in range(20):
+        assert c.execute("SELECT %s::int * 6", (i,)).fetchone()[0] == i * 6
+    c.commit()
+    with c.transaction():
+        c.execute("CREATE TEMP TABLE t_py(x int) ON COMMIT DROP")
+        c.execute("INSERT INTO t_py VALUES (%s), (%s)", (1, 2))
+        assert c.execute("SELECT sum(x) FROM t_py").fetchone()[0] == 3
+    try:
+        c.execute("SELECT 1 / %s", (0,))
+        sys.exit("no error")
+    except psycopg.errors.DivisionByZero:
+        c.rollback()
+    assert c.execute("SELECT %s || 'ok'", ("still ",)).fetchone()[0] == "still ok"
+    c.commit()
+try:
+    psycopg.connect(host="127.0.0.1", port=port, dbname="tx", user=user, password="wrong",
+                    connect_timeout=5)
+    sys.exit("a wrong password was accepted")
+except psycopg.OperationalError as e:
+    assert "password" in str(e), str(e)
+print("psycopg ok")
+)PY";
+  }
+  auto [status, output] =
+      run_command("env -u PYTHONPATH -u PYTHONHOME timeout 60 /usr/bin/python3 " + script + " " +
+                  std::to_string(r.port()) + " " + pg().user + " '" + pg().password + "'");
+  std::filesystem::remove(script);
+  EXPECT_EQ(status, 0) << output << r.log();
+  EXPECT_NE(output.find("psycopg ok"), std::string::npos) << output;
+}
+
+// pgbench: initialised directly, then -S and the default (TPC-B-like) script through reservoird
+// in transaction mode, 8 clients on 2 server connections.
+TEST_F(PgReservoirdTest, PgbenchThroughTransactionMode) {
+  if (run_command("pgbench --version").first != 0) GTEST_SKIP() << "no pgbench";
+  Reservoird r(pg(), "auth_type = scram-sha-256", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  const std::string env = "PGPASSWORD='" + pg().password + "' PGCONNECT_TIMEOUT=5 ";
+  const std::string user = " -U " + pg().user + " ";
+  auto [init_status, init_output] =
+      run_command(env + "timeout 120 pgbench -i -q -s 1 -h " + pg().host + " -p " +
+                  std::to_string(pg().port) + user + pg().database);
+  ASSERT_EQ(init_status, 0) << init_output;
+  for (const std::string& args : {std::string("-S"), std::string("")}) {
+    auto [status, output] =
+        run_command(env + "timeout 60 pgbench " + args + " -T 2 -c 8 -M simple -h 127.0.0.1 -p " +
+                    std::to_string(r.port()) + user + "tx");
+    EXPECT_EQ(status, 0) << args << "\n" << output << r.log();
+    EXPECT_NE(output.find("number of failed transactions: 0 "), std::string::npos) << output;
+    const auto at = output.find("tps = ");
+    ASSERT_NE(at, std::string::npos) << output;
+    EXPECT_GT(std::atof(output.c_str() + at + 6), 0.0) << output;
+  }
+  Conn d = direct();
+  ok(d.get(),
+     "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers");
+}
+
+// Threads of a reservoir::Pool (the project's own library, postgresql:// DSN) through reservoird,
+// each with SQL of its own and parameters, many leases, a transaction every few: returns the
+// number of failed or wrong answers and the first error.
+std::pair<int, std::string> pool_workload(const std::string& dsn) {
+  PoolOptions o;
+  o.dsn = dsn;
+  o.min = 0;
+  o.max = 6;
+  o.wait_timeout = 10s;
+  auto pool = Pool::create(o);
+  std::atomic<int> failures{0};
+  std::mutex m;
+  std::string first;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string sql = "SELECT $1::int + " + std::to_string(t);
+      for (int i = 0; i < 60; ++i) {
+        try {
+          Lease c = pool->acquire();
+          if (i % 10 == 9) {
+            c->begin();
+            if (c->query(sql, i)[0][0].as<int>() != i + t) ++failures;
+            if (c->query("SELECT $1::text || $2::text", "a", std::to_string(t))[0][0]
+                    .as<std::string>() != "a" + std::to_string(t))
+              ++failures;
+            c->commit();
+          } else if (c->query(sql, i)[0][0].as<int>() != i + t) {
+            std::lock_guard lock(m);
+            if (first.empty()) first = "wrong answer from '" + sql + "'";
+            ++failures;
+          }
+        } catch (const std::exception& e) {
+          std::lock_guard lock(m);
+          if (first.empty()) first = e.what();
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  pool->close(true);
+  return {failures.load(), first};
+}
+
+// Our PostgreSQL driver names cached prepared statements rsv_1, rsv_2, ... per connection; in
+// transaction mode a client's next transaction may run on another server connection, where
+// that name is unknown or is another client's statement. With stmt_cache_size=0 (unnamed
+// statements) the library works through transaction pooling.
+TEST_F(PgReservoirdTest, ReservoirPoolThroughTransactionModeWithStmtCacheOff) {
+  Reservoird r(pg(), "auth_type = scram-sha-256", standard_databases());
+  ASSERT_TRUE(r.ready()) << r.log();
+  const std::string base = "postgresql://" + pg().user + ":" + pg().password +
+                           "@127.0.0.1:" + std::to_string(r.port()) + "/tx?connect_timeout=5";
+  auto [failures, first] = pool_workload(base + "&stmt_cache_size=0");
+  EXPECT_EQ(failures, 0) << first << r.log();
+  // (With the default stmt_cache_size the same workload fails: "prepared statement "rsv_1"
+  // already exists" (42P05), or runs another client's rsv_1. See docs/reservoird.md.)
+}
+
+// track_extra_parameters for application_name: each client sees, and the server reports, its
+// own application_name, though the server connections were opened for the pool's first client.
+TEST_F(PgReservoirdTest, ApplicationNameIsEachClientsOwn) {
+  Reservoird r(pg(), "auth_type = trust",
+               dbline("sess1", "pool_size=1 pool_mode=session") +
+                   dbline("tx1", "pool_size=1 pool_mode=transaction"));
+  ASSERT_TRUE(r.ready()) << r.log();
+  Conn d = direct();
+  auto app_of = [&](PGconn* c) {
+    // What the server says, for this client's server session (pg_stat_activity agrees).
+    const std::string mine = one(c, "SELECT current_setting('application_name')");
+    const std::string seen =
+        one(c, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+    EXPECT_EQ(mine, seen);
+    const char* told = PQparameterStatus(c, "application_name");
+    EXPECT_EQ(std::string(told != nullptr ? told : "(none)"), mine) << "ParameterStatus";
+    return mine;
+  };
+  for (const char* db : {"sess1", "tx1"}) {
+    SCOPED_TRACE(db);
+    {
+      Conn first = open(r, db, "application_name=rsv_first");
+      EXPECT_EQ(app_of(first.get()), "rsv_first");
+    }
+    std::this_thread::sleep_for(100ms);  // session mode: the connection is reset, then back
+    {
+      Conn second = open(r, db, "application_name=rsv_second");
+      EXPECT_EQ(app_of(second.get()), "rsv_second");
+      ok(second.get(), "SET application_name = 'rsv_changed'");  // the client's own SET sticks
+      EXPECT_EQ(app_of(second.get()), "rsv_changed");
+    }
+    std::this_thread::sleep_for(100ms);
+    Conn unnamed = open(r, db);
+    EXPECT_EQ(app_of(unnamed.get()), "");
+  }
+  // Transaction mode: two clients taking turns on the one server connection.
+  Conn a = open(r, "tx1", "application_name=rsv_a");
+  Conn b = open(r, "tx1", "application_name=rsv_b");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(app_of(a.get()), "rsv_a");
+    EXPECT_EQ(app_of(b.get()), "rsv_b");
+  }
 }
 
 }  // namespace
