@@ -919,20 +919,20 @@ class Session {
       co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
       co_return false;
     }
+    const bool refuse_block = ready && mode_ == PoolMode::statement && server_->status() != 'I';
+    // Back to the pool before the client hears ReadyForQuery: the client may start its next
+    // transaction (or ask SHOW POOLS) the moment it does, and the connection is free by then.
+    const bool release = ready && mode_ != PoolMode::session && !refuse_block && can_release();
+    if (release) detach(true);
     if (!co_await write_client(p, n)) co_return false;  // run() closes or returns the server
-    if (ready && mode_ == PoolMode::statement && server_->status() != 'I') {
+    if (refuse_block) {
       detach(false);  // the ReadyForQuery was split across reads: the error comes after it
       co_await fail("08P01", "transaction blocks not allowed in statement pooling mode");
       co_return false;
     }
-    if (ready && mode_ != PoolMode::session) {
-      if (can_release()) {
-        detach(true);
-        if (d_.shutting_down()) {
-          co_await fail("57P01", "reservoird is shutting down");
-          co_return false;
-        }
-      }
+    if (release && d_.shutting_down()) {
+      co_await fail("57P01", "reservoird is shutting down");
+      co_return false;
     }
     co_return true;
   }
