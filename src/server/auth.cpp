@@ -110,14 +110,6 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-std::string random_bytes(std::size_t n) {
-  std::string out(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
-    throw AuthError("cannot generate random bytes");
-  }
-  return out;
-}
-
 // A printable nonce (base64 never holds ','), as PostgreSQL makes its own.
 std::string random_nonce() { return base64_encode(random_bytes(kNonceBytes)); }
 
@@ -275,6 +267,14 @@ std::string lower(std::string_view s) {
 }
 
 }  // namespace
+
+std::string random_bytes(std::size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    throw AuthError("cannot generate random bytes");
+  }
+  return out;
+}
 
 // --- Secret ------------------------------------------------------------------------------------
 

@@ -90,6 +90,9 @@ class ScramClient {
 std::string scram_verifier(std::string_view password, std::string_view salt_base64,
                            std::uint32_t iterations);
 
+// n bytes from OpenSSL's CSPRNG (salts, nonces, cancel keys). Throws AuthError if it fails.
+std::string random_bytes(std::size_t n);
+
 // md5: PostgreSQL's "md5" + md5hex(md5hex(password + user) + salt).
 std::string md5_hash(std::string_view user, std::string_view password);  // "md5" + 32 hex
 std::string md5_response(std::string_view md5_hash_of_user, std::array<unsigned char, 4> salt);

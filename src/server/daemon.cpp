@@ -21,6 +21,7 @@
 #include <cctype>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -293,10 +294,13 @@ std::uint64_t key_of(pg::BackendKey k) {
 }  // namespace
 
 pg::BackendKey Daemon::register_client(std::shared_ptr<CancelSlot> slot) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
   std::lock_guard lock(mutex_);
   while (true) {
-    const std::uint64_t r = rng();
+    // Unguessable (OpenSSL's CSPRNG): a client that could predict another's key could cancel
+    // its queries.
+    std::uint64_t r = 0;
+    const std::string random = random_bytes(sizeof r);
+    std::memcpy(&r, random.data(), sizeof r);
     pg::BackendKey k{static_cast<std::int32_t>((r >> 32) & 0x7fffffff),
                      static_cast<std::int32_t>(r)};
     if (k.pid == 0) continue;

@@ -440,8 +440,8 @@ class Session {
                  (type == AuthType::scram_sha_256 && secret->kind == Secret::Kind::md5)) {
         // md5, also for scram-sha-256 users whose secret is an md5 hash (as PostgreSQL does).
         std::array<unsigned char, 4> salt{};
-        std::random_device rd;
-        for (auto& b : salt) b = static_cast<unsigned char>(rd());
+        const std::string random = random_bytes(salt.size());  // OpenSSL: cheap and unguessable
+        std::copy(random.begin(), random.end(), salt.begin());
         pg::put_auth_md5(out_, salt);
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
