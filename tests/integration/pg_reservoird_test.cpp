@@ -35,6 +35,7 @@
 #include "server/auth.hpp"
 #include "server/pg_codec.hpp"
 #include "support/postgres_fixture.hpp"
+#include "support/test_util.hpp"
 
 namespace reservoir {
 namespace {
@@ -43,17 +44,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace pg = server::pg;
 
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+// A loopback port nothing listens on, for reservoird to listen on.
+std::uint16_t free_port() { return testing::closed_port(); }
 
 struct PgConnDeleter {
   void operator()(PGconn* c) const { PQfinish(c); }
