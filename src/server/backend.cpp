@@ -102,8 +102,19 @@ std::unique_ptr<BackendConnection> BackendConnection::open(const BackendTarget& 
   return c;
 }
 
+asio::posix::stream_descriptor& BackendConnection::socket_on(const asio::any_io_executor& ex) {
+  const void* home = &asio::query(ex, asio::execution::context);
+  if (!socket_ || socket_home_ != home) {
+    if (socket_) socket_->release();  // leaves the other loop's epoll set; the fd stays open
+    socket_.emplace(ex, fd_);
+    socket_home_ = home;
+  }
+  return *socket_;
+}
+
 BackendConnection::~BackendConnection() {
   if (limit_) limit_->give_back();
+  if (socket_) socket_->release();
   if (fd_ >= 0) {
     if (!broken_) {
       std::string bye;

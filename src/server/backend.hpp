@@ -15,12 +15,15 @@
 // BackendConnection is used by one thread at a time (its lease holder or the engine).
 #pragma once
 
+#include <asio/any_io_executor.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -84,6 +87,13 @@ class BackendConnection final : public Connection {
 
   // --- for the relaying session ---
   int fd() const noexcept { return fd_; }
+  // The socket as a descriptor of ex's event loop. It stays registered there for the
+  // connection's life (registering per borrow cost an EPOLL_CTL_ADD, a DEL and an ioctl per
+  // transaction); a session on another event loop moves it (one DEL, one ADD). The descriptor
+  // never closes the fd (the destructor does); do not keep the reference past the lease.
+  // ex's io_context must outlive the connection or the next socket_on() call (the daemon closes
+  // its pools before it destroys its event loops).
+  asio::posix::stream_descriptor& socket_on(const asio::any_io_executor& ex);
   const std::map<std::string, std::string>& parameters() const noexcept { return params_; }
   void set_parameter(std::string name, std::string value) {
     params_[std::move(name)] = std::move(value);
@@ -136,6 +146,8 @@ class BackendConnection final : public Connection {
   std::string in_;  // bytes read but not yet consumed (blocking calls only)
   std::size_t in_at_ = 0;
   std::shared_ptr<DbLimit> limit_;
+  std::optional<asio::posix::stream_descriptor> socket_;  // see socket_on()
+  const void* socket_home_ = nullptr;  // the execution context socket_ is registered with
 };
 
 // The Driver for one pool's server connections. The DSN is ignored: connections go to the

@@ -488,8 +488,11 @@ int Daemon::run() {
   for (auto& t : impl_->threads) t.join();
   tcp.clear();
   unix_acceptors.clear();
-  impl_->ios.clear();  // destroys the remaining sessions; their server connections are dropped
+  // Idle server connections first: their sockets are registered with the event loops, which
+  // must outlive them. Then the loops, which destroys the remaining sessions; the server
+  // connections they hold are closed as their leases end (close(true) revoked them).
   for (auto& p : pools()) p->pool->close(true);
+  impl_->ios.clear();
   if (!unix_path.empty()) ::unlink(unix_path.c_str());
   if (!c->pidfile.empty()) ::unlink(resolve(c->path, c->pidfile).c_str());
   log_.info("shut down");

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/experimental/deferred.hpp>
+#include <asio/experimental/parallel_group.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
@@ -629,7 +631,7 @@ class Session {
     }
     server_ = BackendConnection::from(*lease);
     lease_ = std::move(lease);
-    server_sock_.emplace(client_.get_executor(), server_->fd());
+    server_sock_ = &server_->socket_on(client_.get_executor());
     d_.attached.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard lock(cancel_slot_->mutex);
@@ -651,19 +653,15 @@ class Session {
         client_params_[k] = v;
       }
     }
-    outstanding_ = 0;
-    unsynced_ = false;
-    copy_ = false;
+    // outstanding_, unsynced_ and copy_ stay: they count what the client sent for this server
+    // connection (the chunk that made the session attach; detach() zeroed them).
     from_server_.reset();
     co_return true;
   }
 
   // Gives the server connection back (clean: to the pool; else closed).
   void detach(bool clean) noexcept {
-    if (server_sock_) {
-      server_sock_->release();
-      server_sock_.reset();
-    }
+    server_sock_ = nullptr;
     {
       std::lock_guard lock(cancel_slot_->mutex);
       cancel_slot_->attached = false;
@@ -690,10 +688,7 @@ class Session {
     const bool clean = can_release();
     if (clean && mode_ == PoolMode::session && !cfg_->server_reset_query.empty()) {
       bool ok = true;
-      if (server_sock_) {
-        server_sock_->release();
-        server_sock_.reset();
-      }
+      server_sock_ = nullptr;  // the reset runs off this loop, on the blocking connection
       try {
         co_await reservoir::async_reset(*lease_);
       } catch (...) {
@@ -715,31 +710,53 @@ class Session {
 
   // ---- the relay ----
 
+  // What a non-blocking read found: bytes (> 0), end of stream (0), nothing yet, or an error.
+  static constexpr ssize_t kNothingYet = -1;
+  static constexpr ssize_t kReadError = -2;
+  static ssize_t recv_now(int fd, char* p, std::size_t n) noexcept {
+    while (true) {
+      const ssize_t got = ::recv(fd, p, n, MSG_DONTWAIT);
+      if (got >= 0) return got;
+      if (errno == EINTR) continue;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? kNothingYet : kReadError;
+    }
+  }
+
+  // Both sockets stay registered with the event loop (edge-triggered) for their whole life, so a
+  // wait sees only bytes that arrive after it starts. Whatever may have come while nothing waited
+  // is read first: directly (the idle client) or through Asio's reads, which track that.
   asio::awaitable<void> relay() {
     const int cfd = client_.native_handle();
+    using asio::experimental::deferred;
     while (true) {
       cbuf_.reset();
       sbuf_.reset();
       if (server_ == nullptr) {
-        // No server connection: wait for the client (client_idle_timeout), holding no buffer.
-        if (cfg_->client_idle_timeout.count() > 0) {
-          timer_.expires_after(cfg_->client_idle_timeout);
-          auto r = co_await (
-              client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
-              timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
-          if (r.index() == 1) {
-            co_await fail("08P01", "client_idle_timeout");
-            co_return;
-          }
-        } else {
-          auto [ec] = co_await client_.async_wait(Socket::wait_read,
-                                                  asio::experimental::as_tuple(use_awaitable));
-          if (ec) co_return;
-        }
+        // No server connection: read what the client sent, else wait for it (client_idle_timeout)
+        // holding no buffer.
         cbuf_ = lend<kClientBuffer>();
-        const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (got <= 0) co_return;
+        const ssize_t got = recv_now(cfd, cbuf_.get(), kClientBuffer);
+        if (got == kNothingYet) {
+          cbuf_.reset();
+          if (cfg_->client_idle_timeout.count() > 0) {
+            timer_.expires_after(cfg_->client_idle_timeout);
+            auto [order, cec, tec] =
+                co_await asio::experimental::make_parallel_group(
+                    client_.async_wait(Socket::wait_read, deferred), timer_.async_wait(deferred))
+                    .async_wait(asio::experimental::wait_for_one(), use_awaitable);
+            if (order[0] == 1 && !tec) {
+              co_await fail("08P01", "client_idle_timeout");
+              co_return;
+            }
+            if (cec) co_return;
+          } else {
+            auto [ec] = co_await client_.async_wait(Socket::wait_read,
+                                                    asio::experimental::as_tuple(use_awaitable));
+            if (ec) co_return;
+          }
+          continue;  // readable: read it
+        }
+        if (got <= 0) co_return;  // the client left (or its socket failed)
         if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return;
         continue;
       }
@@ -756,29 +773,50 @@ class Session {
         continue;
       }
       // Either side may speak: an idle session-mode client (notifications), an open transaction,
-      // an extended-protocol batch before its Sync, COPY.
+      // an extended-protocol batch before its Sync, COPY. Both are read through Asio; both reads
+      // may complete before the other is cancelled, so both results are used.
       const bool idle_in_tx = server_->status() != 'I' && outstanding_ == 0;
       const bool idle = server_->status() == 'I' && outstanding_ == 0 && !unsynced_ && !copy_;
       const std::chrono::milliseconds limit = idle_in_tx ? cfg_->idle_transaction_timeout
                                               : idle     ? cfg_->client_idle_timeout
                                                          : std::chrono::milliseconds(0);
-      std::size_t which = 0;
+      cbuf_ = lend<kClientBuffer>();
+      sbuf_ = lend<kServerBuffer>();
+      asio::error_code cec, sec;
+      std::size_t cn = 0, sn = 0;
+      bool timed_out = false;
       if (limit.count() > 0) {
         timer_.expires_after(limit);
-        auto r = co_await (
-            client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
-            server_sock_->async_wait(asio::posix::stream_descriptor::wait_read,
-                                     asio::experimental::as_tuple(use_awaitable)) ||
-            timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
-        which = r.index();
+        auto [order, e1, n1, e2, n2, e3] =
+            co_await asio::experimental::make_parallel_group(
+                client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer), deferred),
+                server_sock_->async_read_some(asio::buffer(sbuf_.get(), kServerBuffer), deferred),
+                timer_.async_wait(deferred))
+                .async_wait(asio::experimental::wait_for_one(), use_awaitable);
+        cec = e1, cn = n1, sec = e2, sn = n2;
+        timed_out = order[0] == 2 && !e3;
       } else {
-        auto r = co_await (
-            client_.async_wait(Socket::wait_read, asio::experimental::as_tuple(use_awaitable)) ||
-            server_sock_->async_wait(asio::posix::stream_descriptor::wait_read,
-                                     asio::experimental::as_tuple(use_awaitable)));
-        which = r.index();
+        auto [order, e1, n1, e2, n2] =
+            co_await asio::experimental::make_parallel_group(
+                client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer), deferred),
+                server_sock_->async_read_some(asio::buffer(sbuf_.get(), kServerBuffer), deferred))
+                .async_wait(asio::experimental::wait_for_one(), use_awaitable);
+        cec = e1, cn = n1, sec = e2, sn = n2;
       }
-      if (which == 2) {
+      const bool server_bytes = !sec && sn > 0;
+      const bool client_bytes = !cec && cn > 0;
+      if (server_bytes) {
+        if (!co_await from_server_chunk(sn)) co_return;
+      } else if (sec != asio::error::operation_aborted) {
+        co_await server_lost();  // end of stream or an error
+        co_return;
+      }
+      if (client_bytes) {
+        if (!co_await from_client_chunk(cn)) co_return;
+      } else if (cec != asio::error::operation_aborted) {
+        co_return;  // the client left: run() gives the server connection back (or closes it)
+      }
+      if (timed_out && !server_bytes && !client_bytes) {
         if (idle_in_tx) {
           detach(false);
           co_await fail("25P03", "idle transaction timeout");
@@ -786,22 +824,6 @@ class Session {
           co_await fail("08P01", "client_idle_timeout");  // run() returns the connection
         }
         co_return;
-      }
-      if (which == 1) {
-        sbuf_ = lend<kServerBuffer>();
-        const ssize_t got = ::recv(server_->fd(), sbuf_.get(), kServerBuffer, 0);
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (got <= 0) {
-          co_await server_lost();
-          co_return;
-        }
-        if (!co_await from_server_chunk(static_cast<std::size_t>(got))) co_return;
-      } else {
-        cbuf_ = lend<kClientBuffer>();
-        const ssize_t got = ::recv(cfd, cbuf_.get(), kClientBuffer, 0);
-        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (got <= 0) co_return;  // run() gives the server connection back (or closes it)
-        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return;
       }
     }
   }
@@ -956,7 +978,7 @@ class Session {
 
   Lease lease_;
   BackendConnection* server_ = nullptr;
-  std::optional<asio::posix::stream_descriptor> server_sock_;
+  asio::posix::stream_descriptor* server_sock_ = nullptr;  // server_'s, on this loop
   std::map<std::string, std::string> client_params_;  // the ParameterStatus the client has seen
 
   pg::MessageScanner from_client_;
