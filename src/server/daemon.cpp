@@ -363,12 +363,11 @@ void Daemon::leave_client() noexcept { clients_.fetch_sub(1, std::memory_order_r
 
 namespace {
 
-using Generic = asio::generic::stream_protocol;
-
 template <class Acceptor>
 asio::awaitable<void> accept_loop(Daemon& d, Acceptor& acceptor) {
   while (true) {
-    Generic::socket s(acceptor.get_executor());
+    ClientSocket s(static_cast<asio::io_context&>(
+        asio::query(acceptor.get_executor(), asio::execution::context)));
     std::error_code ec;
     co_await acceptor.async_accept(s, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {

@@ -65,18 +65,21 @@ struct PoolEntry {
   std::atomic<std::int64_t> reserve_timeout_ms{0};
   std::atomic<std::uint32_t> reserve_used{0};
 
-  // The ParameterStatus set new clients of this pool are sent (from a server connection).
-  std::map<std::string, std::string> server_params() const {
+  // The ParameterStatus set new clients of this pool are sent (from its first server
+  // connection); null until one logged in. One immutable set that every client's view starts as
+  // (a client copies it only if a server connection reports something else).
+  using Params = std::map<std::string, std::string>;
+  std::shared_ptr<const Params> server_params() const {
     std::lock_guard lock(mutex);
     return params;
   }
-  void set_server_params(const std::map<std::string, std::string>& p) {
+  void set_server_params(const Params& p) {
     std::lock_guard lock(mutex);
-    if (params.empty()) params = p;
+    if (!params) params = std::make_shared<const Params>(p);
   }
 
   mutable std::mutex mutex;
-  std::map<std::string, std::string> params;  // guarded by mutex
+  std::shared_ptr<const Params> params;  // guarded by mutex
 };
 
 // Where a client's CancelRequest must go: the server connection it is on, if any.

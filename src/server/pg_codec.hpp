@@ -11,6 +11,7 @@
 // Thread safety: none needed; every object is used by one session at a time.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <cstddef>
@@ -126,7 +127,8 @@ TypeSet types_bitmap(std::string_view types);
 class MessageScanner {
  public:
   explicit MessageScanner(std::size_t max_message = kDefaultMaxMessage, TypeSet capture = {})
-      : max_(max_message), capture_(capture) {}
+      : capture_(capture),
+        max_(static_cast<std::uint32_t>(std::min<std::size_t>(max_message, 0xffffffffu))) {}
 
   template <class OnMessage>
   void feed(const char* data, std::size_t n, OnMessage&& on_message);
@@ -142,13 +144,14 @@ class MessageScanner {
  private:
   void start_message();  // header_ complete: checks the length, sets remaining_/capturing_
 
-  std::size_t max_;
+  // Narrow and packed: every client session has two scanners.
   TypeSet capture_;
-  std::array<unsigned char, 5> header_{};
-  std::size_t header_have_ = 0;
-  std::size_t remaining_ = 0;  // body bytes still to come for the current message
-  bool capturing_ = false;
   std::string body_;
+  std::uint32_t max_;
+  std::uint32_t remaining_ = 0;  // body bytes still to come (a length is 32 bits)
+  std::array<unsigned char, 5> header_{};
+  std::uint8_t header_have_ = 0;
+  bool capturing_ = false;
 };
 
 // Reads whole messages out of a buffer: for code that has the full message in hand (startup of
@@ -269,7 +272,7 @@ void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_messag
         continue;
       }
     }
-    const std::size_t take = remaining_ < n ? remaining_ : n;
+    const std::uint32_t take = remaining_ < n ? remaining_ : static_cast<std::uint32_t>(n);
     if (capturing_) body_.append(data, take);
     data += take;
     n -= take;

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/deferred.hpp>
@@ -25,6 +27,7 @@
 #include <asio/write.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <optional>
@@ -108,7 +111,7 @@ ClientOptions parse_client_options(std::string_view options) {
 
 namespace {
 
-using Socket = asio::generic::stream_protocol::socket;
+using Socket = ClientSocket;
 using asio::use_awaitable;
 using namespace asio::experimental::awaitable_operators;
 
@@ -150,12 +153,15 @@ Buffer<Size> lend() {
   return Buffer<Size>(p);
 }
 
+// A client between transactions (no server connection, nothing unread) is parked: no coroutine
+// and no buffer, only a wait on its socket that owns the session (shared_ptr). When the client
+// speaks, a coroutine is spawned for it again (resume()). So an idle client costs the Session
+// object, the wait and the socket's registration, a few hundred bytes.
 class Session {
  public:
   Session(Daemon& d, Socket s)
       : d_(d),
         client_(std::move(s)),
-        timer_(client_.get_executor()),
         cfg_(d.config()),
         from_client_(pg::kDefaultMaxMessage),
         from_server_(pg::kDefaultMaxMessage, pg::types_bitmap("ZS")) {}
@@ -167,18 +173,71 @@ class Session {
     if (pool_) pool_->clients.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  asio::awaitable<void> run() {
+  // Startup, login, then the relay until the client is idle (parked) or gone.
+  static asio::awaitable<void> serve(std::shared_ptr<Session> s) {
+    bool idle = false;
     try {
-      if (!co_await startup()) co_return;
-      if (!co_await login()) co_return;
-      co_await relay();
+      bool go_on = co_await s->startup();
+      if (go_on) go_on = co_await s->login();
+      if (go_on) idle = co_await s->relay();
     } catch (const std::exception& e) {
-      d_.log().debug("client " + user_ + "@" + database_ + ": " + e.what());
+      s->d_.log().debug("client " + s->slot_->user + "@" + s->slot_->database + ": " + e.what());
     }
-    if (server_) co_await leave_server();
+    if (idle) {
+      park(std::move(s));
+      co_return;
+    }
+    if (s->server_) co_await s->leave_server();
   }
 
  private:
+  // Waits for the parked client's next bytes (or client_idle_timeout), then resume()s it.
+  static void park(std::shared_ptr<Session> s) {
+    Session& self = *s;
+    self.parked_ = true;
+    if (self.cfg_->client_idle_timeout.count() > 0) {
+      self.timer().expires_after(self.cfg_->client_idle_timeout);
+      // Weak: the session may end (the wait's handler ran) before this handler runs.
+      self.timer().async_wait([w = std::weak_ptr<Session>(s)](const std::error_code& ec) {
+        if (ec) return;
+        if (auto s = w.lock(); s && s->parked_) {
+          s->idle_expired_ = true;
+          std::error_code ignored;
+          s->client_.cancel(ignored);
+        }
+      });
+    }
+    self.client_.async_wait(Socket::wait_read, [s = std::move(s)](const std::error_code& ec) {
+      s->parked_ = false;
+      if (s->timer_) s->timer_->cancel();
+      auto ex = s->client_.get_executor();
+      asio::co_spawn(ex, resume(s, ec), asio::detached);
+    });
+  }
+
+  static asio::awaitable<void> resume(std::shared_ptr<Session> s, std::error_code ec) {
+    bool idle = false;
+    try {
+      if (s->idle_expired_) {
+        co_await s->fail("08P01", "client_idle_timeout");
+      } else if (!ec) {
+        idle = co_await s->relay();
+      }
+    } catch (const std::exception& e) {
+      s->d_.log().debug("client " + s->slot_->user + "@" + s->slot_->database + ": " + e.what());
+    }
+    if (idle) {
+      park(std::move(s));
+      co_return;
+    }
+    if (s->server_) co_await s->leave_server();
+  }
+
+  asio::steady_timer& timer() {
+    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
+    return *timer_;
+  }
+
   // ---- I/O helpers ----
 
   asio::awaitable<bool> write_client(const char* p, std::size_t n) {
@@ -197,7 +256,7 @@ class Session {
     pg::put_error_response(out_, severity, sqlstate, message);
     co_await flush_out();
     if (severity == "FATAL")
-      d_.log().info("client " + user_ + "@" + database_ + " closed: " + std::string(message));
+      d_.log().info("client " + slot_->user + "@" + slot_->database + " closed: " + std::string(message));
   }
 
   // Reads one whole normal-phase message during authentication into auth_in_.
@@ -226,10 +285,10 @@ class Session {
     pg::StartupReader reader;
     char buf[4096];
     while (true) {
-      timer_.expires_after(std::chrono::seconds(15));  // a client that never sends a startup
+      timer().expires_after(std::chrono::seconds(15));  // a client that never sends a startup
       auto r = co_await (
           client_.async_read_some(asio::buffer(buf), asio::experimental::as_tuple(use_awaitable)) ||
-          timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+          timer().async_wait(asio::experimental::as_tuple(use_awaitable)));
       if (r.index() == 1) co_return false;
       auto [ec, n] = std::get<0>(r);
       if (ec || n == 0) co_return false;
@@ -267,29 +326,29 @@ class Session {
   // ---- login ----
 
   asio::awaitable<bool> login() {
-    user_ = *startup_.param("user");
+    slot_->user = *startup_.param("user");
     const std::string* db = startup_.param("database");
-    database_ = db != nullptr && !db->empty() ? *db : user_;
+    slot_->database = db != nullptr && !db->empty() ? *db : slot_->user;
     if (!d_.enter_client()) {
       co_await fail("53300", "no more connections allowed (max_client_conn)");
       co_return false;
     }
     counted_ = true;
     const std::string* opts = startup_.param("options");
-    copts_ = parse_client_options(opts != nullptr ? *opts : std::string());
-    if (!copts_.error.empty()) {
-      co_await fail("22023", copts_.error);
+    const ClientOptions copts = parse_client_options(opts != nullptr ? *opts : std::string());
+    if (!copts.error.empty()) {
+      co_await fail("22023", copts.error);
       co_return false;
     }
-    if (is_admin_database(database_)) {
+    if (is_admin_database(slot_->database)) {
       const auto listed = [&](const std::vector<std::string>& users) {
-        return std::find(users.begin(), users.end(), user_) != users.end();
+        return std::find(users.begin(), users.end(), slot_->user) != users.end();
       };
       if (!co_await authenticate()) co_return false;
       const bool admin = listed(cfg_->admin_users);
       if (!admin && !listed(cfg_->stats_users)) {
         co_await fail(
-            "28000", "not allowed: " + quote(user_) + " is in neither admin_users nor stats_users");
+            "28000", "not allowed: " + quote(slot_->user) + " is in neither admin_users nor stats_users");
         co_return false;
       }
       pg::put_parameter_status(out_, "server_version", "15.0 (reservoird 0.1.0)");
@@ -304,19 +363,19 @@ class Session {
       co_await admin_console(admin);
       co_return false;
     }
-    auto it = cfg_->databases.find(database_);
+    auto it = cfg_->databases.find(slot_->database);
     if (it == cfg_->databases.end()) it = cfg_->databases.find("*");
     if (it == cfg_->databases.end()) {
-      co_await fail("3D000", "no such database: " + quote(database_));
+      co_await fail("3D000", "no such database: " + quote(slot_->database));
       co_return false;
     }
     DatabaseEntry entry = it->second;
-    if (entry.name == "*" || entry.name.empty()) entry.name = database_;
-    if (entry.dbname.empty()) entry.dbname = database_;
+    if (entry.name == "*" || entry.name.empty()) entry.name = slot_->database;
+    if (entry.dbname.empty()) entry.dbname = slot_->database;
     if (!co_await authenticate()) co_return false;
 
     // The server login: the forced user of the [databases] line, else the client's.
-    const std::string server_user = entry.user.value_or(user_);
+    const std::string server_user = entry.user.value_or(slot_->user);
     std::string password;
     if (entry.password) {
       password = *entry.password;
@@ -330,7 +389,7 @@ class Session {
       if (k == "user" || k == "database" || k == "options" || k == "replication") continue;
       params.emplace_back(k, v);
     }
-    if (!copts_.server_options.empty()) params.emplace_back("options", copts_.server_options);
+    if (!copts.server_options.empty()) params.emplace_back("options", copts.server_options);
     try {
       pool_ = d_.pool_for(entry, server_user, password, std::move(params));
     } catch (const Error& e) {
@@ -344,14 +403,10 @@ class Session {
     pool_->clients.fetch_add(1, std::memory_order_relaxed);
     mode_ = pool_->mode;
     if (const std::string* app = startup_.param("application_name")) application_name_ = *app;
-    acquire_.cclass = copts_.cclass;
-    acquire_.purity = copts_.purity;
+    purity_ = copts.purity;
 
-    cancel_slot_ = std::make_shared<CancelSlot>();
-    cancel_slot_->user = user_;
-    cancel_slot_->database = database_;
-    cancel_slot_->cclass = copts_.cclass;
-    cancel_slot_->connect_time = static_cast<std::int64_t>(std::time(nullptr));
+    slot_->cclass = copts.cclass;
+    slot_->connect_time = static_cast<std::int64_t>(std::time(nullptr));
     {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
@@ -360,34 +415,41 @@ class Session {
         if (peer.ss_family == AF_INET) {
           const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
           ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-          cancel_slot_->client_port = ntohs(a->sin_port);
+          slot_->client_port = ntohs(a->sin_port);
         } else if (peer.ss_family == AF_INET6) {
           const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
           ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-          cancel_slot_->client_port = ntohs(a->sin6_port);
+          slot_->client_port = ntohs(a->sin6_port);
         } else {
           std::snprintf(text, sizeof text, "unix");
         }
-        cancel_slot_->addr = text;
+        slot_->addr = text;
       }
     }
-    fake_key_ = d_.register_client(cancel_slot_);
+    fake_key_ = d_.register_client(slot_);
     registered_ = true;
 
+    startup_ = {};  // what login needed of it is copied out
     auto server_params = pool_->server_params();
-    if (server_params.empty() || mode_ == PoolMode::session) {
+    if (!server_params || mode_ == PoolMode::session) {
       if (!co_await attach()) co_return false;  // sends the server's ParameterStatus set
     } else {
-      // The client's own application_name: it is SET on each server connection it gets.
-      server_params["application_name"] = application_name_;
-      for (const auto& [k, v] : server_params) pg::put_parameter_status(out_, k, v);
+      // The pool's set, but the client's own application_name (it is SET on each server
+      // connection it gets).
+      for (const auto& [k, v] : *server_params)
+        if (k != "application_name") pg::put_parameter_status(out_, k, v);
+      pg::put_parameter_status(out_, "application_name", application_name_);
+      app_name_sent_ = true;
       client_params_ = std::move(server_params);
     }
     pg::put_backend_key_data(out_, fake_key_);
     pg::put_ready_for_query(out_, 'I');
     if (!co_await flush_out()) co_return false;
+    std::string().swap(out_);  // login's messages were the longest; later ones are small
+    timer_.reset();            // startup's; made again if a timeout needs one
+    std::string().swap(auth_in_);
     if (server_ && mode_ != PoolMode::session && can_release()) detach(true);
-    d_.log().debug("client " + user_ + "@" + database_ + " logged in");
+    d_.log().debug("client " + slot_->user + "@" + slot_->database + " logged in");
     co_return true;
   }
 
@@ -423,13 +485,13 @@ class Session {
     auto users = d_.users();
     const Secret* secret = nullptr;
     if (users) {
-      if (auto u = users->find(user_); u != users->end()) secret = &u->second;
+      if (auto u = users->find(slot_->user); u != users->end()) secret = &u->second;
     }
     if (secret == nullptr) {
-      co_await fail("28000", "no such user: " + quote(user_));
+      co_await fail("28000", "no such user: " + quote(slot_->user));
       co_return false;
     }
-    const std::string denied = "password authentication failed for user " + quote(user_);
+    const std::string denied = "password authentication failed for user " + quote(slot_->user);
     bool ok = false;
     try {
       if (type == AuthType::plain) {
@@ -437,18 +499,18 @@ class Session {
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
-        ok = plain_check(*secret, user_, pg::parse_password(m->body));
+        ok = plain_check(*secret, slot_->user, pg::parse_password(m->body));
       } else if (type == AuthType::md5 ||
                  (type == AuthType::scram_sha_256 && secret->kind == Secret::Kind::md5)) {
         // md5, also for scram-sha-256 users whose secret is an md5 hash (as PostgreSQL does).
         std::array<unsigned char, 4> salt{};
         const std::string random = random_bytes(salt.size());  // OpenSSL: cheap and unguessable
-        std::copy(random.begin(), random.end(), salt.begin());
+        std::memcpy(salt.data(), random.data(), std::min(random.size(), salt.size()));
         pg::put_auth_md5(out_, salt);
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
-        ok = md5_check(*secret, user_, salt, pg::parse_password(m->body));
+        ok = md5_check(*secret, slot_->user, salt, pg::parse_password(m->body));
       } else {
         ScramServer scram(*secret);
         const std::vector<std::string> mechanisms{"SCRAM-SHA-256"};
@@ -469,7 +531,7 @@ class Session {
       }
     } catch (const AuthError& e) {
       ok = false;
-      d_.log().info("authentication of " + quote(user_) + " failed: " + e.what());
+      d_.log().info("authentication of " + quote(slot_->user) + " failed: " + e.what());
     } catch (const pg::ProtocolError& e) {
       ok = false;
     }
@@ -487,6 +549,13 @@ class Session {
   bool can_release() const noexcept {
     return server_ != nullptr && server_->status() == 'I' && outstanding_ == 0 && !unsynced_ &&
            !copy_ && from_client_.at_boundary() && from_server_.at_boundary();
+  }
+
+  AcquireOptions acquire_options() const {
+    AcquireOptions o;
+    o.cclass = slot_->cclass;
+    o.purity = purity_;
+    return o;
   }
 
   // query_wait_timeout left since start; nullopt: no limit (wait).
@@ -511,11 +580,11 @@ class Session {
       while (pool_->pool->idle() == 0 && pool_->limit->full()) {
         if (d_.evict_idle(*pool_)) continue;
         if (auto left = wait_left(start); left && left->count() == 0) throw wait_timeout_error();
-        timer_.expires_after(std::chrono::milliseconds(5));
-        co_await timer_.async_wait(asio::experimental::as_tuple(use_awaitable));
+        timer().expires_after(std::chrono::milliseconds(5));
+        co_await timer().async_wait(asio::experimental::as_tuple(use_awaitable));
       }
     }
-    AcquireOptions o = acquire_;
+    AcquireOptions o = acquire_options();
     const std::uint32_t reserve = pool_->reserve_size.load(std::memory_order_relaxed);
     const std::chrono::milliseconds reserve_after(
         pool_->reserve_timeout_ms.load(std::memory_order_relaxed));
@@ -543,7 +612,7 @@ class Session {
     while (used < reserve && !pool_->reserve_used.compare_exchange_weak(used, used + 1)) {
     }
     if (used < reserve) {
-      AcquireOptions forced = acquire_;
+      AcquireOptions forced = acquire_options();
       forced.get_mode = GetMode::force_get;
       try {
         lease = co_await pool_->pool->async_acquire(forced);
@@ -552,10 +621,10 @@ class Session {
         throw;
       }
       reserve_held_ = true;
-      d_.log().debug("client " + user_ + "@" + database_ + " got a reserve server connection");
+      d_.log().debug("client " + slot_->user + "@" + slot_->database + " got a reserve server connection");
       co_return lease;
     }
-    AcquireOptions rest = acquire_;
+    AcquireOptions rest = acquire_options();
     if (left) rest.wait_timeout = std::max(*left, std::chrono::milliseconds(1));
     lease = co_await pool_->pool->async_acquire(rest);
     co_return lease;
@@ -582,7 +651,7 @@ class Session {
     if (wec) co_return false;
     std::string in;
     char buf[1024];
-    timer_.expires_after(cfg_->server_connect_timeout.count() > 0 ? cfg_->server_connect_timeout
+    timer().expires_after(cfg_->server_connect_timeout.count() > 0 ? cfg_->server_connect_timeout
                                                                   : std::chrono::seconds(15));
     while (true) {
       std::size_t size = 0;
@@ -592,11 +661,11 @@ class Session {
           auto [name, value] = pg::parse_parameter_status(m->body);
           server_->set_parameter(std::move(name), std::move(value));
         } else if (type == pg::be::kErrorResponse) {
-          d_.log().warning("SET application_name for client " + user_ + "@" + database_ + ": " +
+          d_.log().warning("SET application_name for client " + slot_->user + "@" + slot_->database + ": " +
                            pg::parse_error_fields(m->body).message);
         } else if (type == pg::be::kReadyForQuery) {
           server_->set_status(pg::parse_ready_for_query(m->body));
-          timer_.cancel();
+          timer().cancel();
           co_return in.size() == size;  // nothing may follow the ReadyForQuery
         }
         in.erase(0, size);
@@ -604,7 +673,7 @@ class Session {
       }
       auto r = co_await (server_sock_->async_read_some(
                              asio::buffer(buf), asio::experimental::as_tuple(use_awaitable)) ||
-                         timer_.async_wait(asio::experimental::as_tuple(use_awaitable)));
+                         timer().async_wait(asio::experimental::as_tuple(use_awaitable)));
       if (r.index() == 1) co_return false;
       auto [ec, n] = std::get<0>(r);
       if (ec || n == 0) co_return false;
@@ -634,11 +703,11 @@ class Session {
     server_sock_ = &server_->socket_on(client_.get_executor());
     d_.attached.fetch_add(1, std::memory_order_relaxed);
     {
-      std::lock_guard lock(cancel_slot_->mutex);
-      cancel_slot_->attached = true;
-      cancel_slot_->host = server_->target().host;
-      cancel_slot_->port = server_->target().port;
-      cancel_slot_->key = server_->key();
+      std::lock_guard lock(slot_->mutex);
+      slot_->attached = true;
+      slot_->host = server_->target().host;
+      slot_->port = server_->target().port;
+      slot_->key = server_->key();
     }
     pool_->set_server_params(server_->parameters());
     if (!co_await apply_client_params()) {
@@ -647,10 +716,9 @@ class Session {
     }
     // The client keeps what it was told: tell it what differs on this server connection.
     for (const auto& [k, v] : server_->parameters()) {
-      auto it = client_params_.find(k);
-      if (it == client_params_.end() || it->second != v) {
+      if (!seen_param(k, v)) {
         pg::put_parameter_status(out_, k, v);
-        client_params_[k] = v;
+        see_param(k, v);
       }
     }
     // outstanding_, unsynced_ and copy_ stay: they count what the client sent for this server
@@ -659,12 +727,33 @@ class Session {
     co_return true;
   }
 
+  // Whether the client was told name = value. Its view is its pool's shared set (copied on the
+  // first difference) with its own application_name.
+  bool seen_param(const std::string& name, const std::string& value) const {
+    if (name == "application_name") return app_name_sent_ && application_name_ == value;
+    if (!client_params_) return false;
+    const auto it = client_params_->find(name);
+    return it != client_params_->end() && it->second == value;
+  }
+  void see_param(const std::string& name, const std::string& value) {
+    if (name == "application_name") {
+      application_name_ = value;
+      app_name_sent_ = true;
+      return;
+    }
+    if (seen_param(name, value)) return;
+    auto copy = client_params_ ? std::make_shared<PoolEntry::Params>(*client_params_)
+                               : std::make_shared<PoolEntry::Params>();
+    (*copy)[name] = value;
+    client_params_ = std::move(copy);
+  }
+
   // Gives the server connection back (clean: to the pool; else closed).
   void detach(bool clean) noexcept {
     server_sock_ = nullptr;
     {
-      std::lock_guard lock(cancel_slot_->mutex);
-      cancel_slot_->attached = false;
+      std::lock_guard lock(slot_->mutex);
+      slot_->attached = false;
     }
     if (clean && server_->status() == 'I' && !server_->broken())
       lease_.release();
@@ -723,41 +812,27 @@ class Session {
   }
 
   // Both sockets stay registered with the event loop (edge-triggered) for their whole life, so a
-  // wait sees only bytes that arrive after it starts. Whatever may have come while nothing waited
-  // is read first: directly (the idle client) or through Asio's reads, which track that.
-  asio::awaitable<void> relay() {
+  // wait sees only bytes that arrive after it starts: whatever may have come while nothing
+  // waited is read first (directly, or through Asio's reads, which track that). Waits hold no
+  // buffer. Returns true when the client is idle (no server connection, nothing unread): the
+  // caller parks it. false: the session is over.
+  asio::awaitable<bool> relay() {
     const int cfd = client_.native_handle();
     using asio::experimental::deferred;
+    // The side a wait found readable: read without trying the other one first.
+    enum class Ready : std::uint8_t { unknown, client, server } ready = Ready::unknown;
     while (true) {
       cbuf_.reset();
       sbuf_.reset();
       if (server_ == nullptr) {
-        // No server connection: read what the client sent, else wait for it (client_idle_timeout)
-        // holding no buffer.
         cbuf_ = lend<kClientBuffer>();
         const ssize_t got = recv_now(cfd, cbuf_.get(), kClientBuffer);
         if (got == kNothingYet) {
-          cbuf_.reset();
-          if (cfg_->client_idle_timeout.count() > 0) {
-            timer_.expires_after(cfg_->client_idle_timeout);
-            auto [order, cec, tec] =
-                co_await asio::experimental::make_parallel_group(
-                    client_.async_wait(Socket::wait_read, deferred), timer_.async_wait(deferred))
-                    .async_wait(asio::experimental::wait_for_one(), use_awaitable);
-            if (order[0] == 1 && !tec) {
-              co_await fail("08P01", "client_idle_timeout");
-              co_return;
-            }
-            if (cec) co_return;
-          } else {
-            auto [ec] = co_await client_.async_wait(Socket::wait_read,
-                                                    asio::experimental::as_tuple(use_awaitable));
-            if (ec) co_return;
-          }
-          continue;  // readable: read it
+          cbuf_.reset();  // parked clients hold no buffer
+          co_return true;
         }
-        if (got <= 0) co_return;  // the client left (or its socket failed)
-        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return;
+        if (got <= 0) co_return false;  // the client left (or its socket failed)
+        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return false;
         continue;
       }
       if (outstanding_ > 0 && !unsynced_ && !copy_) {
@@ -767,64 +842,71 @@ class Session {
             asio::buffer(sbuf_.get(), kServerBuffer), asio::experimental::as_tuple(use_awaitable));
         if (ec || n == 0) {
           co_await server_lost();
-          co_return;
+          co_return false;
         }
-        if (!co_await from_server_chunk(n)) co_return;
+        if (!co_await from_server_chunk(n)) co_return false;
         continue;
       }
       // Either side may speak: an idle session-mode client (notifications), an open transaction,
-      // an extended-protocol batch before its Sync, COPY. Both are read through Asio; both reads
-      // may complete before the other is cancelled, so both results are used.
+      // an extended-protocol batch before its Sync, COPY.
+      if (ready != Ready::client) {
+        sbuf_ = lend<kServerBuffer>();
+        const ssize_t got = recv_now(server_->fd(), sbuf_.get(), kServerBuffer);
+        if (got != kNothingYet) {
+          ready = Ready::unknown;
+          if (got <= 0) {
+            co_await server_lost();
+            co_return false;
+          }
+          if (!co_await from_server_chunk(static_cast<std::size_t>(got))) co_return false;
+          continue;
+        }
+        sbuf_.reset();
+      }
+      if (ready != Ready::server) {
+        cbuf_ = lend<kClientBuffer>();
+        const ssize_t got = recv_now(cfd, cbuf_.get(), kClientBuffer);
+        if (got != kNothingYet) {
+          ready = Ready::unknown;
+          if (got <= 0) co_return false;  // serve() gives the server connection back (or closes)
+          if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return false;
+          continue;
+        }
+        cbuf_.reset();
+      }
       const bool idle_in_tx = server_->status() != 'I' && outstanding_ == 0;
       const bool idle = server_->status() == 'I' && outstanding_ == 0 && !unsynced_ && !copy_;
       const std::chrono::milliseconds limit = idle_in_tx ? cfg_->idle_transaction_timeout
                                               : idle     ? cfg_->client_idle_timeout
                                                          : std::chrono::milliseconds(0);
-      cbuf_ = lend<kClientBuffer>();
-      sbuf_ = lend<kServerBuffer>();
-      asio::error_code cec, sec;
-      std::size_t cn = 0, sn = 0;
-      bool timed_out = false;
+      std::size_t first = 0;
       if (limit.count() > 0) {
-        timer_.expires_after(limit);
-        auto [order, e1, n1, e2, n2, e3] =
+        timer().expires_after(limit);
+        auto [order, e1, e2, e3] =
             co_await asio::experimental::make_parallel_group(
-                client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer), deferred),
-                server_sock_->async_read_some(asio::buffer(sbuf_.get(), kServerBuffer), deferred),
-                timer_.async_wait(deferred))
+                client_.async_wait(Socket::wait_read, deferred),
+                server_sock_->async_wait(asio::posix::stream_descriptor::wait_read, deferred),
+                timer().async_wait(deferred))
                 .async_wait(asio::experimental::wait_for_one(), use_awaitable);
-        cec = e1, cn = n1, sec = e2, sn = n2;
-        timed_out = order[0] == 2 && !e3;
+        first = order[0];
       } else {
-        auto [order, e1, n1, e2, n2] =
+        auto [order, e1, e2] =
             co_await asio::experimental::make_parallel_group(
-                client_.async_read_some(asio::buffer(cbuf_.get(), kClientBuffer), deferred),
-                server_sock_->async_read_some(asio::buffer(sbuf_.get(), kServerBuffer), deferred))
+                client_.async_wait(Socket::wait_read, deferred),
+                server_sock_->async_wait(asio::posix::stream_descriptor::wait_read, deferred))
                 .async_wait(asio::experimental::wait_for_one(), use_awaitable);
-        cec = e1, cn = n1, sec = e2, sn = n2;
+        first = order[0];
       }
-      const bool server_bytes = !sec && sn > 0;
-      const bool client_bytes = !cec && cn > 0;
-      if (server_bytes) {
-        if (!co_await from_server_chunk(sn)) co_return;
-      } else if (sec != asio::error::operation_aborted) {
-        co_await server_lost();  // end of stream or an error
-        co_return;
-      }
-      if (client_bytes) {
-        if (!co_await from_client_chunk(cn)) co_return;
-      } else if (cec != asio::error::operation_aborted) {
-        co_return;  // the client left: run() gives the server connection back (or closes it)
-      }
-      if (timed_out && !server_bytes && !client_bytes) {
+      if (first == 2) {
         if (idle_in_tx) {
           detach(false);
           co_await fail("25P03", "idle transaction timeout");
         } else {
-          co_await fail("08P01", "client_idle_timeout");  // run() returns the connection
+          co_await fail("08P01", "client_idle_timeout");  // serve() returns the connection
         }
-        co_return;
+        co_return false;
       }
+      ready = first == 0 ? Ready::client : Ready::server;
     }
   }
 
@@ -877,8 +959,8 @@ class Session {
           co_return false;
         }
         while (d_.paused() && !d_.shutting_down()) {  // PAUSE: hold new work until RESUME
-          timer_.expires_after(std::chrono::milliseconds(20));
-          co_await timer_.async_wait(asio::experimental::as_tuple(use_awaitable));
+          timer().expires_after(std::chrono::milliseconds(20));
+          co_await timer().async_wait(asio::experimental::as_tuple(use_awaitable));
         }
         if (!co_await attach()) co_return false;
         if (!out_.empty() && !co_await flush_out()) co_return false;
@@ -912,8 +994,7 @@ class Session {
             break;
           case pg::be::kParameterStatus: {
             auto [name, value] = pg::parse_parameter_status(body);
-            if (name == "application_name") application_name_ = value;  // the client's SET
-            client_params_[name] = value;
+            see_param(name, value);  // application_name: the client's SET
             server_->set_parameter(std::move(name), std::move(value));
             break;
           }
@@ -961,16 +1042,16 @@ class Session {
 
   Daemon& d_;
   Socket client_;
-  asio::steady_timer timer_;
+  std::unique_ptr<asio::steady_timer> timer_;  // see timer(): made when first needed
   std::shared_ptr<const Config> cfg_;
   pg::StartupPacket startup_;
-  std::string user_, database_;
-  ClientOptions copts_;
   std::string application_name_;  // the client's (startup packet, then its own SETs)
-  AcquireOptions acquire_;
+  Purity purity_ = Purity::self;  // DRCP purity asked for at startup (the class: slot_->cclass)
   PoolMode mode_ = PoolMode::session;
   std::shared_ptr<PoolEntry> pool_;
-  std::shared_ptr<CancelSlot> cancel_slot_;
+  // The client's user, database and class (constant after login), and where a cancel goes: in
+  // the daemon's map of clients (SHOW CLIENTS, CancelRequest) once logged in.
+  std::shared_ptr<CancelSlot> slot_ = std::make_shared<CancelSlot>();
   pg::BackendKey fake_key_;
   bool registered_ = false;
   bool counted_ = false;
@@ -979,7 +1060,10 @@ class Session {
   Lease lease_;
   BackendConnection* server_ = nullptr;
   asio::posix::stream_descriptor* server_sock_ = nullptr;  // server_'s, on this loop
-  std::map<std::string, std::string> client_params_;  // the ParameterStatus the client has seen
+  std::shared_ptr<const PoolEntry::Params> client_params_;  // see seen_param()
+  bool app_name_sent_ = false;
+  bool parked_ = false;        // waiting in park()
+  bool idle_expired_ = false;  // client_idle_timeout while parked
 
   pg::MessageScanner from_client_;
   pg::MessageScanner from_server_;
@@ -1002,8 +1086,7 @@ asio::awaitable<void> serve_client(Daemon& daemon, Socket socket) {
   const int one = 1;
   if (socket.local_endpoint().protocol().family() != AF_UNIX)
     ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  Session session(daemon, std::move(socket));
-  co_await session.run();
+  co_await Session::serve(std::make_shared<Session>(daemon, std::move(socket)));
 }
 
 }  // namespace reservoir::server

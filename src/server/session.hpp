@@ -8,7 +8,9 @@
 #pragma once
 
 #include <asio/awaitable.hpp>
+#include <asio/basic_stream_socket.hpp>
 #include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,8 +22,13 @@ namespace reservoir::server {
 
 class Daemon;
 
+// A client's socket: TCP or Unix, on one io_context (its executor type keeps each pending
+// operation and the socket object small: idle clients are most of reservoird's memory).
+using ClientSocket =
+    asio::basic_stream_socket<asio::generic::stream_protocol, asio::io_context::executor_type>;
+
 // Serves the client until it leaves, fails, or the daemon shuts down. Never throws.
-asio::awaitable<void> serve_client(Daemon& daemon, asio::generic::stream_protocol::socket socket);
+asio::awaitable<void> serve_client(Daemon& daemon, ClientSocket socket);
 
 // What the client's startup "options" parameter asks of reservoird, and the rest of it for the
 // server: `-c reservoir.cclass=REPORTING -c reservoir.purity=self` (also `-creservoir.x=y` and
