@@ -144,17 +144,15 @@ void run_admin_command(Daemon& d, std::string_view sql, bool may_control, std::s
     if (what == "CLIENTS" || what == "SERVERS") {
       const bool servers = what == "SERVERS";
       std::vector<Row> rows;
-      for (const auto& [key, slot] : d.client_slots()) {
-        std::lock_guard lock(slot->mutex);
-        if (servers && !slot->attached) continue;
+      for (const ClientInfo& c : d.clients_now()) {
+        if (servers && !c.attached) continue;
         if (servers) {
-          rows.push_back({std::string("S"), slot->user, slot->database, std::string("active"),
-                          slot->host, n(slot->port), n(static_cast<std::uint32_t>(slot->key.pid)),
-                          slot->cclass});
+          rows.push_back({std::string("S"), c.user, c.database, std::string("active"), c.host,
+                          n(c.port), n(static_cast<std::uint32_t>(c.server_key.pid)), c.cclass});
         } else {
-          rows.push_back({std::string("C"), slot->user, slot->database,
-                          std::string(slot->attached ? "active" : "idle"), slot->addr,
-                          n(slot->client_port), timestamp(slot->connect_time), slot->cclass});
+          rows.push_back({std::string("C"), c.user, c.database,
+                          std::string(c.attached ? "active" : "idle"), c.addr, n(c.client_port),
+                          timestamp(c.connect_time), c.cclass});
         }
       }
       if (servers)

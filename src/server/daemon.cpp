@@ -293,7 +293,7 @@ std::uint64_t key_of(pg::BackendKey k) {
 }
 }  // namespace
 
-pg::BackendKey Daemon::register_client(std::shared_ptr<CancelSlot> slot) {
+pg::BackendKey Daemon::register_client(ClientSlot* slot) {
   std::lock_guard lock(mutex_);
   while (true) {
     // Unguessable (OpenSSL's CSPRNG): a client that could predict another's key could cancel
@@ -308,14 +308,28 @@ pg::BackendKey Daemon::register_client(std::shared_ptr<CancelSlot> slot) {
   }
 }
 
-std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> Daemon::client_slots() const {
+std::vector<ClientInfo> Daemon::clients_now() const {
   std::lock_guard lock(mutex_);
-  std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> out;
+  std::vector<ClientInfo> out;
   out.reserve(cancel_.size());
-  for (const auto& [k, slot] : cancel_)
-    out.emplace_back(pg::BackendKey{static_cast<std::int32_t>(k >> 32),
-                                    static_cast<std::int32_t>(k & 0xffffffffu)},
-                     slot);
+  for (const auto& [k, slot] : cancel_) {
+    ClientInfo& c = out.emplace_back();
+    c.key = pg::BackendKey{static_cast<std::int32_t>(k >> 32),
+                           static_cast<std::int32_t>(k & 0xffffffffu)};
+    c.user = slot->user;
+    if (slot->database != nullptr) c.database = *slot->database;
+    c.addr = slot->addr;
+    c.cclass = slot->cclass;
+    c.client_port = slot->client_port;
+    c.connect_time = slot->connect_time;
+    std::lock_guard slot_lock(slot->lock);
+    c.attached = slot->attached;
+    if (slot->attached) {
+      c.host = slot->server->host;
+      c.port = slot->server->port;
+      c.server_key = slot->server_key;
+    }
+  }
   return out;
 }
 
@@ -325,22 +339,19 @@ void Daemon::forget_client(pg::BackendKey key) {
 }
 
 void Daemon::cancel(pg::BackendKey key) {
-  std::shared_ptr<CancelSlot> slot;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = cancel_.find(key_of(key));
-    if (it == cancel_.end()) return;  // unknown or stale: ignored, as PostgreSQL does
-    slot = it->second;
-  }
   std::string host;
   std::uint16_t port = 0;
   pg::BackendKey real;
   {
-    std::lock_guard lock(slot->mutex);
-    if (!slot->attached) return;
-    host = slot->host;
-    port = slot->port;
-    real = slot->key;
+    std::lock_guard lock(mutex_);  // the slot's session cannot end meanwhile
+    auto it = cancel_.find(key_of(key));
+    if (it == cancel_.end()) return;  // unknown or stale: ignored, as PostgreSQL does
+    const ClientSlot& slot = *it->second;
+    std::lock_guard slot_lock(slot.lock);
+    if (!slot.attached) return;
+    host = slot.server->host;
+    port = slot.server->port;
+    real = slot.server_key;
   }
   // A cancel is rare: a short-lived thread keeps the blocking connect off the event loops.
   std::thread([host, port, real] {

@@ -82,18 +82,48 @@ struct PoolEntry {
   std::shared_ptr<const Params> params;  // guarded by mutex
 };
 
-// Where a client's CancelRequest must go: the server connection it is on, if any.
-// Also what SHOW CLIENTS and SHOW SERVERS list.
-struct CancelSlot {
-  std::mutex mutex;
-  bool attached = false;  // guarded by mutex, as the rest
-  std::string host;       // the server connection's, while attached
-  std::uint16_t port = 0;
-  pg::BackendKey key;
+// A logged-in client as the daemon knows it: where its CancelRequest must go (the server
+// connection it is on, if any) and what SHOW CLIENTS and SHOW SERVERS list. Lives inside the
+// client's session; the daemon's map points to it from register_client() until forget_client(),
+// and reads it only under its own mutex (so the session cannot end meanwhile) and `lock`.
+struct ClientSlot {
+  // Guards attached and server: the session writes them on every attach and detach.
+  class SpinLock {
+   public:
+    void lock() noexcept {
+      while (flag_.test_and_set(std::memory_order_acquire)) flag_.wait(true, std::memory_order_relaxed);
+    }
+    void unlock() noexcept {
+      flag_.clear(std::memory_order_release);
+      flag_.notify_one();
+    }
+
+   private:
+    std::atomic_flag flag_;
+  };
+  mutable SpinLock lock;
+  bool attached = false;
+  // While attached: the server connection's target (host, port; it lives as long as the
+  // connection, which the session holds while attached) and its BackendKeyData.
+  const BackendTarget* server = nullptr;
+  pg::BackendKey server_key;
   // The client (constant after login).
-  std::string user, database, addr, cclass;
   std::uint16_t client_port = 0;
   std::int64_t connect_time = 0;  // Unix seconds
+  std::string user, addr, cclass;
+  const std::string* database = nullptr;  // its pool's (PoolEntry::database)
+};
+
+// A copy of a ClientSlot (Daemon::clients()).
+struct ClientInfo {
+  pg::BackendKey key;  // the client's (fake) BackendKeyData
+  bool attached = false;
+  std::string host;  // the server connection's, while attached
+  std::uint16_t port = 0;
+  pg::BackendKey server_key;
+  std::string user, database, addr, cclass;
+  std::uint16_t client_port = 0;
+  std::int64_t connect_time = 0;
 };
 
 class Daemon {
@@ -130,8 +160,9 @@ class Daemon {
   // network beyond a due server_check_query or purity reset of the connection it closes.
   bool evict_idle(const PoolEntry& entry);
 
-  // A fresh fake BackendKeyData for a client, mapped to its slot until forget_client().
-  pg::BackendKey register_client(std::shared_ptr<CancelSlot> slot);
+  // A fresh fake BackendKeyData for a client, mapped to its slot until forget_client() (which
+  // the slot's owner must call before the slot goes).
+  pg::BackendKey register_client(ClientSlot* slot);
   void forget_client(pg::BackendKey key);
   // Forwards a client's CancelRequest to the server connection it is on (in the background).
   void cancel(pg::BackendKey key);
@@ -142,8 +173,8 @@ class Daemon {
   std::uint32_t clients() const noexcept { return clients_.load(std::memory_order_relaxed); }
   // Sessions holding a server connection (shutdown waits for them).
   std::atomic<std::uint32_t> attached{0};
-  // The registered clients (SHOW CLIENTS / SERVERS).
-  std::vector<std::pair<pg::BackendKey, std::shared_ptr<CancelSlot>>> client_slots() const;
+  // The registered clients now (SHOW CLIENTS / SERVERS).
+  std::vector<ClientInfo> clients_now() const;
   // PAUSE / RESUME: while paused, clients get no new server connection (they wait).
   void pause(bool on) noexcept { paused_.store(on); }
   bool paused() const noexcept { return paused_.load(std::memory_order_relaxed); }
@@ -160,7 +191,7 @@ class Daemon {
   std::shared_ptr<const Config> config_;                        // guarded by mutex_
   std::shared_ptr<const std::map<std::string, Secret>> users_;  // guarded by mutex_
   std::map<std::pair<std::string, std::string>, std::shared_ptr<PoolEntry>> pools_;  // mutex_
-  std::map<std::uint64_t, std::shared_ptr<CancelSlot>> cancel_;  // guarded by mutex_
+  std::map<std::uint64_t, ClientSlot*> cancel_;                  // guarded by mutex_
   std::map<std::string, std::shared_ptr<DbLimit>> limits_;       // by database; mutex_
   std::unique_ptr<Impl> impl_;
 };

@@ -156,7 +156,8 @@ std::optional<std::string_view> StartupReader::next() {
 
 TypeSet types_bitmap(std::string_view types) {
   TypeSet s;
-  for (const char t : types) s.set(static_cast<unsigned char>(t));
+  for (const char t : types)
+    if (static_cast<unsigned char>(t) < s.size()) s.set(static_cast<unsigned char>(t));
   return s;
 }
 
@@ -169,7 +170,7 @@ void MessageScanner::start_message() {
                                 : "message of " + std::to_string(len) + " bytes exceeds the limit");
   }
   remaining_ = len - 4;
-  capturing_ = capture_.test(header_[0]);
+  capturing_ = header_[0] < capture_.size() && capture_.test(header_[0]);
   if (capturing_) body_.clear();
 }
 

@@ -114,8 +114,9 @@ class StartupReader {
 
 // ---- normal phase: incremental framing ------------------------------------------------------
 
-// A set of message types, e.g. types_bitmap("ZSE").
-using TypeSet = std::bitset<256>;
+// A set of message types, e.g. types_bitmap("ZSE"). Types are ASCII (a byte of 128 or more is
+// never in a set).
+using TypeSet = std::bitset<128>;
 TypeSet types_bitmap(std::string_view types);
 
 // Scans a byte stream of normal-phase messages (type byte, int32 length including itself, body)

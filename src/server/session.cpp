@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <asio/bind_allocator.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -157,6 +158,23 @@ Buffer<Size> lend() {
 // and no buffer, only a wait on its socket that owns the session (shared_ptr). When the client
 // speaks, a coroutine is spawned for it again (resume()). So an idle client costs the Session
 // object, the wait and the socket's registration, a few hundred bytes.
+// Plain operator new for the wait of a parked client. (Asio's default recycles blocks per thread
+// and may hand a small operation a larger block once used by something else: with thousands of
+// parked clients that is most of their wait's memory.)
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  template <class U>
+  bool operator==(const ExactAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
 class Session {
  public:
   Session(Daemon& d, Socket s)
@@ -181,7 +199,7 @@ class Session {
       if (go_on) go_on = co_await s->login();
       if (go_on) idle = co_await s->relay();
     } catch (const std::exception& e) {
-      s->d_.log().debug("client " + s->slot_->user + "@" + s->slot_->database + ": " + e.what());
+      s->d_.log().debug("client " + s->slot_.user + "@" + s->database() + ": " + e.what());
     }
     if (idle) {
       park(std::move(s));
@@ -207,12 +225,14 @@ class Session {
         }
       });
     }
-    self.client_.async_wait(Socket::wait_read, [s = std::move(s)](const std::error_code& ec) {
-      s->parked_ = false;
-      if (s->timer_) s->timer_->cancel();
-      auto ex = s->client_.get_executor();
-      asio::co_spawn(ex, resume(s, ec), asio::detached);
-    });
+    self.client_.async_wait(
+        Socket::wait_read,
+        asio::bind_allocator(ExactAllocator<void>(), [s = std::move(s)](const std::error_code& ec) {
+          s->parked_ = false;
+          if (s->timer_) s->timer_->cancel();
+          auto ex = s->client_.get_executor();
+          asio::co_spawn(ex, resume(s, ec), asio::detached);
+        }));
   }
 
   static asio::awaitable<void> resume(std::shared_ptr<Session> s, std::error_code ec) {
@@ -224,13 +244,18 @@ class Session {
         idle = co_await s->relay();
       }
     } catch (const std::exception& e) {
-      s->d_.log().debug("client " + s->slot_->user + "@" + s->slot_->database + ": " + e.what());
+      s->d_.log().debug("client " + s->slot_.user + "@" + s->database() + ": " + e.what());
     }
     if (idle) {
       park(std::move(s));
       co_return;
     }
     if (s->server_) co_await s->leave_server();
+  }
+
+  const std::string& database() const {
+    static const std::string none;
+    return slot_.database != nullptr ? *slot_.database : login_ ? login_->database : none;
   }
 
   asio::steady_timer& timer() {
@@ -256,32 +281,33 @@ class Session {
     pg::put_error_response(out_, severity, sqlstate, message);
     co_await flush_out();
     if (severity == "FATAL")
-      d_.log().info("client " + slot_->user + "@" + slot_->database + " closed: " + std::string(message));
+      d_.log().info("client " + slot_.user + "@" + database() + " closed: " + std::string(message));
   }
 
-  // Reads one whole normal-phase message during authentication into auth_in_.
+  // Reads one whole normal-phase message during authentication into login_->in.
   asio::awaitable<std::optional<pg::Message>> read_auth_message() {
-    if (auth_used_ > 0) {
-      auth_in_.erase(0, auth_used_);
-      auth_used_ = 0;
+    if (login_->used > 0) {
+      login_->in.erase(0, login_->used);
+      login_->used = 0;
     }
     while (true) {
       std::size_t size = 0;
-      if (auto m = pg::read_message(auth_in_, &size, kMaxAuthMessage)) {
-        auth_used_ = size;
+      if (auto m = pg::read_message(login_->in, &size, kMaxAuthMessage)) {
+        login_->used = size;
         co_return m;
       }
       char buf[4096];
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(buf),
                                                       asio::experimental::as_tuple(use_awaitable));
       if (ec || n == 0) co_return std::nullopt;
-      auth_in_.append(buf, n);
+      login_->in.append(buf, n);
     }
   }
 
   // ---- startup ----
 
   asio::awaitable<bool> startup() {
+    std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
     pg::StartupReader reader;
     char buf[4096];
     while (true) {
@@ -307,17 +333,17 @@ class Session {
               d_.cancel({p.cancel_pid, p.cancel_key});
               co_return false;
             case pg::StartupPacket::Kind::startup:
-              startup_ = std::move(p);
-              auth_in_ = std::string(reader.rest());
+              login_->startup = std::move(p);
+              login_->in = std::string(reader.rest());
               co_return true;
           }
         }
       } catch (const pg::ProtocolError& e) {
-        error_state_ = e.sqlstate();
-        error_text_ = e.what();
+        error_state = e.sqlstate();
+        error_text = e.what();
       }
-      if (!error_text_.empty()) {
-        co_await fail(error_state_, error_text_);
+      if (!error_text.empty()) {
+        co_await fail(error_state, error_text);
         co_return false;
       }
     }
@@ -326,29 +352,30 @@ class Session {
   // ---- login ----
 
   asio::awaitable<bool> login() {
-    slot_->user = *startup_.param("user");
-    const std::string* db = startup_.param("database");
-    slot_->database = db != nullptr && !db->empty() ? *db : slot_->user;
+    std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
+    slot_.user = *login_->startup.param("user");
+    const std::string* db = login_->startup.param("database");
+    login_->database = db != nullptr && !db->empty() ? *db : slot_.user;
     if (!d_.enter_client()) {
       co_await fail("53300", "no more connections allowed (max_client_conn)");
       co_return false;
     }
     counted_ = true;
-    const std::string* opts = startup_.param("options");
+    const std::string* opts = login_->startup.param("options");
     const ClientOptions copts = parse_client_options(opts != nullptr ? *opts : std::string());
     if (!copts.error.empty()) {
       co_await fail("22023", copts.error);
       co_return false;
     }
-    if (is_admin_database(slot_->database)) {
+    if (is_admin_database(database())) {
       const auto listed = [&](const std::vector<std::string>& users) {
-        return std::find(users.begin(), users.end(), slot_->user) != users.end();
+        return std::find(users.begin(), users.end(), slot_.user) != users.end();
       };
       if (!co_await authenticate()) co_return false;
       const bool admin = listed(cfg_->admin_users);
       if (!admin && !listed(cfg_->stats_users)) {
         co_await fail(
-            "28000", "not allowed: " + quote(slot_->user) + " is in neither admin_users nor stats_users");
+            "28000", "not allowed: " + quote(slot_.user) + " is in neither admin_users nor stats_users");
         co_return false;
       }
       pg::put_parameter_status(out_, "server_version", "15.0 (reservoird 0.1.0)");
@@ -363,19 +390,19 @@ class Session {
       co_await admin_console(admin);
       co_return false;
     }
-    auto it = cfg_->databases.find(slot_->database);
+    auto it = cfg_->databases.find(database());
     if (it == cfg_->databases.end()) it = cfg_->databases.find("*");
     if (it == cfg_->databases.end()) {
-      co_await fail("3D000", "no such database: " + quote(slot_->database));
+      co_await fail("3D000", "no such database: " + quote(database()));
       co_return false;
     }
     DatabaseEntry entry = it->second;
-    if (entry.name == "*" || entry.name.empty()) entry.name = slot_->database;
-    if (entry.dbname.empty()) entry.dbname = slot_->database;
+    if (entry.name == "*" || entry.name.empty()) entry.name = database();
+    if (entry.dbname.empty()) entry.dbname = database();
     if (!co_await authenticate()) co_return false;
 
     // The server login: the forced user of the [databases] line, else the client's.
-    const std::string server_user = entry.user.value_or(slot_->user);
+    const std::string server_user = entry.user.value_or(slot_.user);
     std::string password;
     if (entry.password) {
       password = *entry.password;
@@ -385,28 +412,29 @@ class Session {
         password = u->second.text;
     }
     std::vector<std::pair<std::string, std::string>> params;
-    for (const auto& [k, v] : startup_.params) {
+    for (const auto& [k, v] : login_->startup.params) {
       if (k == "user" || k == "database" || k == "options" || k == "replication") continue;
       params.emplace_back(k, v);
     }
     if (!copts.server_options.empty()) params.emplace_back("options", copts.server_options);
     try {
-      pool_ = d_.pool_for(entry, server_user, password, std::move(params));
+      pool_ = d_.pool_for(entry, server_user, password, std::move(params)).get();
     } catch (const Error& e) {
-      error_state_ = e.sqlstate().empty() ? "08006" : e.sqlstate();
-      error_text_ = e.what();
+      error_state = e.sqlstate().empty() ? "08006" : e.sqlstate();
+      error_text = e.what();
     }
     if (!pool_) {
-      co_await fail(error_state_, error_text_);
+      co_await fail(error_state, error_text);
       co_return false;
     }
     pool_->clients.fetch_add(1, std::memory_order_relaxed);
+    slot_.database = &pool_->database;  // the name the client gave (a wildcard entry's too)
     mode_ = pool_->mode;
-    if (const std::string* app = startup_.param("application_name")) application_name_ = *app;
+    if (const std::string* app = login_->startup.param("application_name")) application_name_ = *app;
     purity_ = copts.purity;
 
-    slot_->cclass = copts.cclass;
-    slot_->connect_time = static_cast<std::int64_t>(std::time(nullptr));
+    slot_.cclass = copts.cclass;
+    slot_.connect_time = static_cast<std::int64_t>(std::time(nullptr));
     {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
@@ -415,21 +443,20 @@ class Session {
         if (peer.ss_family == AF_INET) {
           const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
           ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-          slot_->client_port = ntohs(a->sin_port);
+          slot_.client_port = ntohs(a->sin_port);
         } else if (peer.ss_family == AF_INET6) {
           const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
           ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-          slot_->client_port = ntohs(a->sin6_port);
+          slot_.client_port = ntohs(a->sin6_port);
         } else {
           std::snprintf(text, sizeof text, "unix");
         }
-        slot_->addr = text;
+        slot_.addr = text;
       }
     }
-    fake_key_ = d_.register_client(slot_);
+    fake_key_ = d_.register_client(&slot_);
     registered_ = true;
 
-    startup_ = {};  // what login needed of it is copied out
     auto server_params = pool_->server_params();
     if (!server_params || mode_ == PoolMode::session) {
       if (!co_await attach()) co_return false;  // sends the server's ParameterStatus set
@@ -447,9 +474,9 @@ class Session {
     if (!co_await flush_out()) co_return false;
     std::string().swap(out_);  // login's messages were the longest; later ones are small
     timer_.reset();            // startup's; made again if a timeout needs one
-    std::string().swap(auth_in_);
+    login_.reset();
     if (server_ && mode_ != PoolMode::session && can_release()) detach(true);
-    d_.log().debug("client " + slot_->user + "@" + slot_->database + " logged in");
+    d_.log().debug("client " + slot_.user + "@" + database() + " logged in");
     co_return true;
   }
 
@@ -485,13 +512,13 @@ class Session {
     auto users = d_.users();
     const Secret* secret = nullptr;
     if (users) {
-      if (auto u = users->find(slot_->user); u != users->end()) secret = &u->second;
+      if (auto u = users->find(slot_.user); u != users->end()) secret = &u->second;
     }
     if (secret == nullptr) {
-      co_await fail("28000", "no such user: " + quote(slot_->user));
+      co_await fail("28000", "no such user: " + quote(slot_.user));
       co_return false;
     }
-    const std::string denied = "password authentication failed for user " + quote(slot_->user);
+    const std::string denied = "password authentication failed for user " + quote(slot_.user);
     bool ok = false;
     try {
       if (type == AuthType::plain) {
@@ -499,7 +526,7 @@ class Session {
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
-        ok = plain_check(*secret, slot_->user, pg::parse_password(m->body));
+        ok = plain_check(*secret, slot_.user, pg::parse_password(m->body));
       } else if (type == AuthType::md5 ||
                  (type == AuthType::scram_sha_256 && secret->kind == Secret::Kind::md5)) {
         // md5, also for scram-sha-256 users whose secret is an md5 hash (as PostgreSQL does).
@@ -510,7 +537,7 @@ class Session {
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
-        ok = md5_check(*secret, slot_->user, salt, pg::parse_password(m->body));
+        ok = md5_check(*secret, slot_.user, salt, pg::parse_password(m->body));
       } else {
         ScramServer scram(*secret);
         const std::vector<std::string> mechanisms{"SCRAM-SHA-256"};
@@ -531,7 +558,7 @@ class Session {
       }
     } catch (const AuthError& e) {
       ok = false;
-      d_.log().info("authentication of " + quote(slot_->user) + " failed: " + e.what());
+      d_.log().info("authentication of " + quote(slot_.user) + " failed: " + e.what());
     } catch (const pg::ProtocolError& e) {
       ok = false;
     }
@@ -553,7 +580,7 @@ class Session {
 
   AcquireOptions acquire_options() const {
     AcquireOptions o;
-    o.cclass = slot_->cclass;
+    o.cclass = slot_.cclass;
     o.purity = purity_;
     return o;
   }
@@ -621,7 +648,7 @@ class Session {
         throw;
       }
       reserve_held_ = true;
-      d_.log().debug("client " + slot_->user + "@" + slot_->database + " got a reserve server connection");
+      d_.log().debug("client " + slot_.user + "@" + database() + " got a reserve server connection");
       co_return lease;
     }
     AcquireOptions rest = acquire_options();
@@ -661,7 +688,7 @@ class Session {
           auto [name, value] = pg::parse_parameter_status(m->body);
           server_->set_parameter(std::move(name), std::move(value));
         } else if (type == pg::be::kErrorResponse) {
-          d_.log().warning("SET application_name for client " + slot_->user + "@" + slot_->database + ": " +
+          d_.log().warning("SET application_name for client " + slot_.user + "@" + database() + ": " +
                            pg::parse_error_fields(m->body).message);
         } else if (type == pg::be::kReadyForQuery) {
           server_->set_status(pg::parse_ready_for_query(m->body));
@@ -682,20 +709,21 @@ class Session {
   }
 
   asio::awaitable<bool> attach() {
+    std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
     Lease lease;
     try {
       lease = co_await acquire_server();
     } catch (const Error& e) {
       if (e.code() == ErrorCode::pool_timeout) {
-        error_state_ = "08P01";
-        error_text_ = "query_wait_timeout";
+        error_state = "08P01";
+        error_text = "query_wait_timeout";
       } else {
-        error_state_ = e.sqlstate().empty() ? "08006" : e.sqlstate();
-        error_text_ = e.what();
+        error_state = e.sqlstate().empty() ? "08006" : e.sqlstate();
+        error_text = e.what();
       }
     }
     if (!lease) {
-      co_await fail(error_state_, error_text_);
+      co_await fail(error_state, error_text);
       co_return false;
     }
     server_ = BackendConnection::from(*lease);
@@ -703,11 +731,10 @@ class Session {
     server_sock_ = &server_->socket_on(client_.get_executor());
     d_.attached.fetch_add(1, std::memory_order_relaxed);
     {
-      std::lock_guard lock(slot_->mutex);
-      slot_->attached = true;
-      slot_->host = server_->target().host;
-      slot_->port = server_->target().port;
-      slot_->key = server_->key();
+      std::lock_guard lock(slot_.lock);
+      slot_.attached = true;
+      slot_.server = &server_->target();
+      slot_.server_key = server_->key();
     }
     pool_->set_server_params(server_->parameters());
     if (!co_await apply_client_params()) {
@@ -715,10 +742,22 @@ class Session {
       co_return false;
     }
     // The client keeps what it was told: tell it what differs on this server connection.
-    for (const auto& [k, v] : server_->parameters()) {
-      if (!seen_param(k, v)) {
-        pg::put_parameter_status(out_, k, v);
-        see_param(k, v);
+    const PoolEntry::Params& now = server_->parameters();
+    if (!client_params_) {  // told nothing yet (login): all of it, and share the pool's set
+      for (const auto& [k, v] : now) pg::put_parameter_status(out_, k, v);
+      auto shared = pool_->server_params();
+      client_params_ = shared && *shared == now ? std::move(shared)
+                                                : std::make_shared<const PoolEntry::Params>(now);
+      if (const auto it = now.find("application_name"); it != now.end()) {
+        application_name_ = it->second;
+        app_name_sent_ = true;
+      }
+    } else {
+      for (const auto& [k, v] : now) {
+        if (!seen_param(k, v)) {
+          pg::put_parameter_status(out_, k, v);
+          see_param(k, v);
+        }
       }
     }
     // outstanding_, unsynced_ and copy_ stay: they count what the client sent for this server
@@ -752,8 +791,9 @@ class Session {
   void detach(bool clean) noexcept {
     server_sock_ = nullptr;
     {
-      std::lock_guard lock(slot_->mutex);
-      slot_->attached = false;
+      std::lock_guard lock(slot_.lock);
+      slot_.attached = false;
+      slot_.server = nullptr;
     }
     if (clean && server_->status() == 'I' && !server_->broken())
       lease_.release();
@@ -912,6 +952,7 @@ class Session {
 
   // Client bytes: count what needs answers, stop at Terminate, forward the rest.
   asio::awaitable<bool> from_client_chunk(std::size_t n) {
+    std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
     const char* p = cbuf_.get();
     std::size_t forward = n;
     bool terminate = false;
@@ -944,12 +985,12 @@ class Session {
         }
       });
     } catch (const pg::ProtocolError& e) {
-      error_state_ = e.sqlstate();
-      error_text_ = e.what();
+      error_state = e.sqlstate();
+      error_text = e.what();
     }
-    if (!error_text_.empty()) {
+    if (!error_text.empty()) {
       if (server_) detach(false);
-      co_await fail(error_state_, error_text_);
+      co_await fail(error_state, error_text);
       co_return false;
     }
     if (forward > 0) {
@@ -977,6 +1018,7 @@ class Session {
 
   // Server bytes: note ReadyForQuery and ParameterStatus, forward the chunk, maybe release.
   asio::awaitable<bool> from_server_chunk(std::size_t n) {
+    std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
     const char* p = sbuf_.get();
     bool ready = false;
     std::size_t refused_at = 0;  // statement mode: where the ReadyForQuery opening a block starts
@@ -1007,9 +1049,9 @@ class Session {
         }
       });
     } catch (const pg::ProtocolError& e) {
-      error_text_ = e.what();
+      error_text = e.what();
     }
-    if (!error_text_.empty()) {
+    if (!error_text.empty()) {
       co_await server_lost();
       co_return false;
     }
@@ -1044,14 +1086,13 @@ class Session {
   Socket client_;
   std::unique_ptr<asio::steady_timer> timer_;  // see timer(): made when first needed
   std::shared_ptr<const Config> cfg_;
-  pg::StartupPacket startup_;
   std::string application_name_;  // the client's (startup packet, then its own SETs)
-  Purity purity_ = Purity::self;  // DRCP purity asked for at startup (the class: slot_->cclass)
+  Purity purity_ = Purity::self;  // DRCP purity asked for at startup (the class: slot_.cclass)
   PoolMode mode_ = PoolMode::session;
-  std::shared_ptr<PoolEntry> pool_;
+  PoolEntry* pool_ = nullptr;  // the daemon's pools live as long as it does
   // The client's user, database and class (constant after login), and where a cancel goes: in
-  // the daemon's map of clients (SHOW CLIENTS, CancelRequest) once logged in.
-  std::shared_ptr<CancelSlot> slot_ = std::make_shared<CancelSlot>();
+  // the daemon's map of clients (SHOW CLIENTS, CancelRequest) from login to the destructor.
+  ClientSlot slot_;
   pg::BackendKey fake_key_;
   bool registered_ = false;
   bool counted_ = false;
@@ -1074,10 +1115,14 @@ class Session {
   Buffer<kClientBuffer> cbuf_;  // lent while in use (see lend())
   Buffer<kServerBuffer> sbuf_;
   std::string out_;  // messages of our own for the client
-  std::string auth_in_;
-  std::size_t auth_used_ = 0;
-  std::string error_state_ = "08P01";
-  std::string error_text_;
+  // What only startup and login (and the admin console) need: freed once a client is in.
+  struct LoginState {
+    pg::StartupPacket startup;
+    std::string database;  // as the client named it (then slot_.database)
+    std::string in;  // bytes read during authentication (read_auth_message)
+    std::size_t used = 0;
+  };
+  std::unique_ptr<LoginState> login_ = std::make_unique<LoginState>();
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "server/pg_codec.hpp"
@@ -149,6 +150,21 @@ TEST(ServerCodecTest, ScannerByteByByte) {
     });
   EXPECT_EQ(n, 11);
   EXPECT_EQ(last_status, 'T');
+}
+
+// Message types are ASCII; a byte of 128 or more as a type is framed like any other and never
+// captured (the type set has 128 entries).
+TEST(ServerCodecTest, ScannerFramesNonAsciiTypesWithoutCapturing) {
+  MessageScanner scan(kDefaultMaxMessage, types_bitmap("Z\xc8"));
+  const char msg[] = {'\xc8', 0, 0, 0, 6, 'a', 'b', 'Z', 0, 0, 0, 5, 'I'};
+  std::vector<std::pair<char, bool>> seen;
+  scan.feed(msg, sizeof msg, [&](char type, std::string_view, bool captured) {
+    seen.emplace_back(type, captured);
+  });
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::make_pair('\xc8', false));
+  EXPECT_EQ(seen[1], std::make_pair('Z', true));
+  EXPECT_TRUE(scan.at_boundary());
 }
 
 TEST(ServerCodecTest, ScannerRejectsBadAndOversizeLengths) {
