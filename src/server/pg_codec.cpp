@@ -170,6 +170,7 @@ void MessageScanner::start_message() {
                                 : "message of " + std::to_string(len) + " bytes exceeds the limit");
   }
   remaining_ = len - 4;
+  first_ = 0;
   capturing_ = header_[0] < capture_.size() && capture_.test(header_[0]);
   if (capturing_) body_.clear();
 }

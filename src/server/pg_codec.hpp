@@ -136,6 +136,9 @@ class MessageScanner {
 
   // True between messages (no partial header or body pending).
   bool at_boundary() const noexcept { return header_have_ == 0 && remaining_ == 0; }
+  // In on_message: the first byte of the message's body (0 for an empty body), captured or not.
+  // (A Parse's first byte tells a named statement from the unnamed one.)
+  unsigned char first_body_byte() const noexcept { return first_; }
   void reset() noexcept {
     header_have_ = 0;
     remaining_ = 0;
@@ -151,8 +154,9 @@ class MessageScanner {
   std::uint32_t max_;
   std::uint32_t remaining_ = 0;  // body bytes still to come (a length is 32 bits)
   std::array<unsigned char, 5> header_{};
-  std::uint8_t header_have_ = 0;
+  std::uint8_t header_have_ = 0;  // 0-5: header bytes seen; 6: the body has begun
   bool capturing_ = false;
+  unsigned char first_ = 0;
 };
 
 // Reads whole messages out of a buffer: for code that has the full message in hand (startup of
@@ -274,6 +278,10 @@ void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_messag
       }
     }
     const std::uint32_t take = remaining_ < n ? remaining_ : static_cast<std::uint32_t>(n);
+    if (header_have_ == 5) {  // the body's first bytes
+      first_ = static_cast<unsigned char>(data[0]);
+      header_have_ = 6;
+    }
     if (capturing_) body_.append(data, take);
     data += take;
     n -= take;

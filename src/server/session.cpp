@@ -805,6 +805,7 @@ class Session {
       reserve_held_ = false;
     }
     d_.attached.fetch_sub(1, std::memory_order_relaxed);
+    named_ = false;
     outstanding_ = 0;
     unsynced_ = false;
     copy_ = false;
@@ -826,7 +827,31 @@ class Session {
       detach(ok);
       co_return;
     }
+    if (clean && named_) {
+      const bool ok = co_await forget_named();
+      detach(ok);
+      co_return;
+    }
     detach(clean);
+  }
+
+  // Transaction and statement mode: the client named prepared statements on this server
+  // connection. They go with the transaction (DEALLOCATE ALL), so that the next client of the
+  // connection can neither collide with their names (42P05) nor run one of them as its own; the
+  // client's later use of a name gets 26000 (prepared statement does not exist), which drivers
+  // answer by preparing again. false: the server connection failed (it is marked broken).
+  asio::awaitable<bool> forget_named() {
+    named_ = false;
+    bool ok = true;
+    try {
+      co_await reservoir::async_execute(*lease_, "DEALLOCATE ALL");
+    } catch (const std::exception& e) {
+      d_.log().warning("DEALLOCATE ALL for client " + slot_.user + "@" + database() + ": " +
+                       e.what());
+      ok = false;
+    }
+    if (!ok) server_->mark_broken();
+    co_return ok;
   }
 
   asio::awaitable<void> server_lost() {
@@ -969,6 +994,11 @@ class Session {
             unsynced_ = false;
             break;
           case pg::fe::kParse:
+            // A named statement outlives the transaction on the server connection: it is
+            // deallocated before the connection goes back (forget_named()).
+            if (from_client_.first_body_byte() != 0 && mode_ != PoolMode::session) named_ = true;
+            unsynced_ = true;
+            break;
           case pg::fe::kBind:
           case pg::fe::kExecute:
           case pg::fe::kDescribe:
@@ -1068,7 +1098,13 @@ class Session {
     // Back to the pool before the client hears ReadyForQuery: the client may start its next
     // transaction (or ask SHOW POOLS) the moment it does, and the connection is free by then.
     const bool release = ready && mode_ != PoolMode::session && !refuse_block && can_release();
-    if (release) detach(true);
+    if (release) {
+      if (named_ && !co_await forget_named()) {
+        co_await server_lost();
+        co_return false;
+      }
+      detach(true);
+    }
     if (!co_await write_client(p, n)) co_return false;  // run() closes or returns the server
     if (refuse_block) {
       detach(false);  // the ReadyForQuery was split across reads: the error comes after it
@@ -1111,6 +1147,7 @@ class Session {
   int outstanding_ = 0;    // Query/Sync/FunctionCall sent without their ReadyForQuery yet
   bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
   bool copy_ = false;      // COPY FROM STDIN (or COPY BOTH) in progress
+  bool named_ = false;     // named prepared statements on server_ (see forget_named())
 
   Buffer<kClientBuffer> cbuf_;  // lent while in use (see lend())
   Buffer<kServerBuffer> sbuf_;

@@ -2,6 +2,7 @@
 // framing split at every byte boundary, garbage and oversize lengths, parser/builder round trips.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <utility>
@@ -165,6 +166,25 @@ TEST(ServerCodecTest, ScannerFramesNonAsciiTypesWithoutCapturing) {
   EXPECT_EQ(seen[0], std::make_pair('\xc8', false));
   EXPECT_EQ(seen[1], std::make_pair('Z', true));
   EXPECT_TRUE(scan.at_boundary());
+}
+
+// first_body_byte() in the callback: a named Parse ('s') and the unnamed one (0), an empty body
+// (0), whole and split at every byte.
+TEST(ServerCodecTest, ScannerGivesTheFirstBodyByte) {
+  std::string stream;
+  stream += std::string("P\0\0\0\x0cs1\0x\0\0\0", 13);  // Parse "s1", query "x", 0 types
+  stream += std::string("P\0\0\0\x0a\0x\0\0\0", 11);    // Parse "", query "x"
+  stream += std::string("S\0\0\0\x04", 5);                 // Sync: no body
+  for (const std::size_t step : {stream.size(), std::size_t{1}}) {
+    MessageScanner scan;
+    std::string firsts;
+    for (std::size_t at = 0; at < stream.size(); at += step)
+      scan.feed(stream.data() + at, std::min(step, stream.size() - at),
+                [&](char, std::string_view, bool) {
+                  firsts.push_back(static_cast<char>(scan.first_body_byte()));
+                });
+    EXPECT_EQ(firsts, std::string("s\0\0", 3)) << "step " << step;
+  }
 }
 
 TEST(ServerCodecTest, ScannerRejectsBadAndOversizeLengths) {
