@@ -278,7 +278,7 @@ void MessageScanner::feed(const char* data, std::size_t n, OnMessage&& on_messag
       }
     }
     const std::uint32_t take = remaining_ < n ? remaining_ : static_cast<std::uint32_t>(n);
-    if (header_have_ == 5) {  // the body's first bytes
+    if (header_have_ == 5 && take > 0) {  // the body's first bytes (none yet if n is 0)
       first_ = static_cast<unsigned char>(data[0]);
       header_have_ = 6;
     }
