@@ -191,21 +191,20 @@ class Session {
     if (pool_) pool_->clients.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  // Startup, login, then the relay until the client is idle (parked) or gone.
+  // Startup and login, then the relay as resume() runs it (until the client is idle, then parked,
+  // or gone).
   static asio::awaitable<void> serve(std::shared_ptr<Session> s) {
-    bool idle = false;
+    bool logged_in = false;
     try {
-      bool go_on = co_await s->startup();
-      if (go_on) go_on = co_await s->login();
-      if (go_on) idle = co_await s->relay();
+      logged_in = co_await s->startup();
+      if (logged_in) logged_in = co_await s->login();
     } catch (const std::exception& e) {
-      s->d_.log().debug("client " + s->slot_.user + "@" + s->database() + ": " + e.what());
+      s->log_failure(e);
     }
-    if (idle) {
-      park(std::move(s));
-      co_return;
-    }
-    if (s->server_) co_await s->leave_server();
+    if (logged_in)
+      co_await resume(std::move(s), std::error_code());
+    else if (s->server_)
+      co_await s->leave_server();
   }
 
  private:
@@ -235,6 +234,8 @@ class Session {
         }));
   }
 
+  // The relay from a parked (or just logged-in) client's wake-up until it is idle again (parked
+  // anew) or gone. ec: the wait's outcome.
   static asio::awaitable<void> resume(std::shared_ptr<Session> s, std::error_code ec) {
     bool idle = false;
     try {
@@ -244,13 +245,16 @@ class Session {
         idle = co_await s->relay();
       }
     } catch (const std::exception& e) {
-      s->d_.log().debug("client " + s->slot_.user + "@" + s->database() + ": " + e.what());
+      s->log_failure(e);
     }
-    if (idle) {
+    if (idle)
       park(std::move(s));
-      co_return;
-    }
-    if (s->server_) co_await s->leave_server();
+    else if (s->server_)
+      co_await s->leave_server();
+  }
+
+  void log_failure(const std::exception& e) {
+    d_.log().debug("client " + slot_.user + "@" + database() + ": " + e.what());
   }
 
   const std::string& database() const {
