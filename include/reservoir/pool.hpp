@@ -12,10 +12,11 @@
 //
 // Thread safety: every member function may be called from any thread at any time.
 // Waiting: acquirers that must wait are served first come, first served. A newcomer may take a
-// just-released connection ahead of them only while the oldest waiter has waited less than
-// about a millisecond; after that, released connections are handed straight to the oldest
-// waiter (the rule of Go's sync.Mutex), so nobody starves and a busy pool does not degrade into
-// one context switch per acquire.
+// just-released connection ahead of them only while the oldest waiter is younger than its
+// starvation bound (four times the wait strict first-come-first-served would give it, between
+// 1 and 10 ms); after that, released connections are handed straight to the oldest waiter (the
+// rule of Go's sync.Mutex, with a bound that grows with the queue), so nobody starves and a busy
+// pool does not degrade into one context switch per acquire. docs/pool.md, "Waiting".
 #pragma once
 
 #include <cstdint>

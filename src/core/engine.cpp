@@ -1002,9 +1002,17 @@ void Engine::hand_off_or_wake(Slot& slot) noexcept {
 
 void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
   if (queue_.empty()) return;
+  const auto t = RealClock::now();
+  // The time between releases while acquirers wait, averaged over the last few (1/8 weight);
+  // a gap of over a second (the pool went quiet) is left out.
+  const std::int64_t gap = (t - last_contended_release_).count();
+  last_contended_release_ = t;
+  if (gap > 0 && gap < 1'000'000'000) {
+    release_gap_ns_ = release_gap_ns_ == 0 ? gap : release_gap_ns_ + (gap - release_gap_ns_) / 8;
+  }
   const std::uint64_t user = slot.user_hash.load(std::memory_order_relaxed);
   Waiter* front = queue_.first_ready_for(user);
-  if (front != nullptr && RealClock::now() - front->since >= kStarvationBound) {
+  if (front != nullptr && t >= front->handoff_at) {
     SlotState expected = SlotState::idle;
     if (slot.state.compare_exchange_strong(expected, SlotState::in_use)) {
       front->handed = &slot;
@@ -1073,7 +1081,16 @@ Slot* Engine::evict_other_user_locked(std::uint64_t user_hash) noexcept {
 
 // ---- the wait queue --------------------------------------------------------------------------
 
+std::chrono::nanoseconds Engine::starvation_bound(std::uint32_t ahead,
+                                                 std::chrono::nanoseconds release_gap) noexcept {
+  const std::chrono::nanoseconds fair = release_gap * (static_cast<std::int64_t>(ahead) + 1);
+  return std::clamp<std::chrono::nanoseconds>(fair * kFairShareFactor, kStarvationBound,
+                                              kStarvationBoundMax);
+}
+
 void Engine::enqueue(Waiter& w) noexcept {
+  w.handoff_at =
+      w.since + starvation_bound(queue_.size(), std::chrono::nanoseconds(release_gap_ns_));
   queue_.push(w);
   const std::uint32_t n = waiters_.fetch_add(1) + 1;  // seq_cst: see engine.hpp
   max_waiting_ = std::max(max_waiting_, n);

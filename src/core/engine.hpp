@@ -37,9 +37,18 @@ class Engine : public std::enable_shared_from_this<Engine> {
   using RealClock = std::chrono::steady_clock;
   using time_point = std::chrono::steady_clock::time_point;
 
-  // A waiter older than this gets released connections handed to it directly; younger ones
-  // compete with newcomers (Go's sync.Mutex starvation rule).
+  // The starvation bound (docs/pool.md, "Waiting"): a waiter older than its bound gets released
+  // connections handed to it directly; younger ones compete with newcomers (Go's sync.Mutex
+  // rule). The bound is kFairShareFactor times the wait that strict first-come-first-served
+  // would give it (the waiters ahead of it, and itself, times the recent time between
+  // releases), and at least kStarvationBound, at most kStarvationBoundMax.
   static constexpr auto kStarvationBound = std::chrono::milliseconds(1);
+  static constexpr auto kStarvationBoundMax = std::chrono::milliseconds(10);
+  static constexpr std::int64_t kFairShareFactor = 4;
+  // The bound for a waiter that finds `ahead` waiters queued, when releases come every
+  // `release_gap` (0: not known yet). Pure; exposed for tests.
+  static std::chrono::nanoseconds starvation_bound(std::uint32_t ahead,
+                                                   std::chrono::nanoseconds release_gap) noexcept;
 
   // Checks options, opens min connections, starts maintenance, returns the engine. The returned
   // pointer's deleter retires the engine (see retire()).
@@ -273,6 +282,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // --- Protected by mutex_ ------------------------------------------------------------------
   mutable std::mutex mutex_;
   WaitQueue queue_;
+  // Releases that found waiters: when the last came, and a moving average of the time between
+  // them (for the starvation bound; nanoseconds, 0 until known).
+  RealClock::time_point last_contended_release_{};
+  std::int64_t release_gap_ns_ = 0;
   Backoff backoff_;
   std::uint32_t max_waiting_ = 0;
   std::string last_connect_error_;

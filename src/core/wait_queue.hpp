@@ -20,7 +20,8 @@ struct Waiter {
   // Asynchronous acquirers: called instead of cv.notify_one(), under the engine's mutex.
   void (*notify)(Waiter&) noexcept = nullptr;
   void* context = nullptr;                      // for notify
-  std::chrono::steady_clock::time_point since;  // real time, for the starvation bound
+  std::chrono::steady_clock::time_point since;       // real time: when it began
+  std::chrono::steady_clock::time_point handoff_at;  // past its starvation bound (Engine)
   std::uint64_t user_hash = 0;  // heterogeneous pools: only this user's connections fit
   Slot* handed = nullptr;       // a releaser handed this waiter a connection
   bool signalled = false;       // a wake-up is on its way; don't spend another on this waiter

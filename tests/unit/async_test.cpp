@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/engine.hpp"
 #include "reservoir/reservoir.hpp"
 #include "support/async_support.hpp"
 #include "support/fake_driver.hpp"
@@ -132,7 +133,7 @@ TEST(Async, SharesOneFifoQueueWithSyncAcquirers) {
   ASSERT_TRUE(eventually([&] { return pool->waiting() == 3; }));
   // Each is served only after every older waiter: wait out the starvation bound so that each
   // release is handed straight to the oldest waiter.
-  std::this_thread::sleep_for(5ms);  // not synchronisation: ages the waiters past 1 ms
+  std::this_thread::sleep_for(core::Engine::kStarvationBoundMax + 2ms);  // not synchronisation
   held.reset();
   sync_waiter.join();
   work.reset();
@@ -311,8 +312,10 @@ TEST(Async, HandedConnectionOfACancelledWaiterGoesBack) {
       asio::bind_cancellation_slot(cancel.slot(), asio::detached));
   io.run_for(20ms);  // the coroutine is now waiting
   ASSERT_EQ(pool->waiting(), 1u);
-  std::this_thread::sleep_for(3ms);  // not synchronisation: past the starvation bound
-  held.reset();                      // handed straight to the waiter, which has not run yet
+  // Not synchronisation: past the starvation bound, so the release is handed straight to the
+  // waiter, which has not run yet.
+  std::this_thread::sleep_for(core::Engine::kStarvationBoundMax + 2ms);
+  held.reset();
   cancel.emit(asio::cancellation_type::terminal);
   io.run();
   EXPECT_TRUE(aborted);

@@ -188,7 +188,7 @@ TEST(EngineRegression, WakeUpsArePassedOnWhenSeveralReleasesComeAtOnce) {
           ++failed;
         }
       });
-    // Release as soon as all wait: while they are younger than the starvation bound (1 ms),
+    // Release as soon as all wait: while they are younger than the starvation bound (1 ms or more),
     // releases wake waiters instead of handing connections straight to them.
     const auto until = std::chrono::steady_clock::now() + 5s;
     while (pool->waiting() != kConns && std::chrono::steady_clock::now() < until)
