@@ -1,9 +1,10 @@
 // tests/support/fixture_util.hpp: what the server fixtures (postgres_fixture.cpp,
-// mariadb_fixture.cpp) share: the environment, the fixture scripts' state files and exit
-// statuses, whether a server answers, unique names, and skipping or failing a test whose server
-// is missing.
+// mariadb_fixture.cpp) share: finding or starting their server, the environment, the fixture
+// scripts' state files and exit statuses, whether a server answers, DSNs, unique names, and
+// skipping or failing a test whose server is missing.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -26,6 +27,49 @@ bool answers(std::string_view driver, const std::string& dsn);
 
 // Runs the fixture script with args; returns its exit status and puts its output in *output.
 int run_script(std::string_view script, const std::string& args, std::string* output);
+
+// What a server fixture is about: its database, driver and script.
+struct ServerKind {
+  std::string_view what;            // "PostgreSQL", for messages
+  std::string_view driver;          // the registered driver's name, "postgresql"
+  std::string_view driver_package;  // the -dev package the driver is built with, "libpq-dev"
+  std::string_view server_package;  // the Debian package of the server, "postgresql"
+  std::string_view script;          // the fixture script's path
+  const char* dsn_key;         // "RESERVOIR_PG_DSN": the environment variable and state-file key
+  const char* state_file_env;  // "RESERVOIR_PG_STATE_FILE": names ctest's server's state file
+  std::string_view state_file;      // the same, as CMake set it ("" if none)
+  std::string_view temp_prefix;     // names this process's own state files, "reservoir-pgtest"
+};
+
+// Where a fixture found its server.
+struct Located {
+  std::string env_dsn;  // the environment names a server someone else runs (kind.dsn_key)
+  std::map<std::string, std::string> state;  // else the state file of the server found or started
+  std::string own_state;      // the state file of a server started for this process, or ""
+  std::string why;            // nothing found: why
+  bool hard_failure = false;  // a server should have started but did not
+};
+
+// The server the environment names, else ctest's shared one if it answers, else one started for
+// this process (stop it with stop_server(kind, own_state) after the last test).
+Located locate_server(const ServerKind& kind);
+
+// Starts a server with its state in state_path, watched by the script's watchdog in case this
+// process dies. Returns its state; on failure, an empty map with *why set, and *no_binaries true
+// when there are no server binaries.
+std::map<std::string, std::string> start_server(const ServerKind& kind,
+                                                const std::string& state_path, std::string* why,
+                                                bool* no_binaries);
+void stop_server(const ServerKind& kind, const std::string& state_path);
+
+// False, with *why, when reservoir was built without kind's driver.
+bool has_driver(const ServerKind& kind, std::string* why);
+
+// scheme://user[:password]@host[:port]/database[?params]. Test credentials are hex and names
+// are plain, so nothing needs percent-encoding.
+std::string url_dsn(std::string_view scheme, std::string_view host, std::uint16_t port,
+                    std::string_view user, std::string_view password, std::string_view database,
+                    std::string_view params);
 
 // A lower-case SQL identifier unique to the current test and process, numbered by ++*counter.
 std::string unique_name(std::string_view prefix, int* counter);

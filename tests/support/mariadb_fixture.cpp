@@ -2,14 +2,9 @@
 // this process with mariadb_fixture.sh and stops it when the tests end.
 #include "support/mariadb_fixture.hpp"
 
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cctype>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -30,9 +25,17 @@
 namespace reservoir::testing {
 namespace {
 
-using fixture::env;
-using fixture::kNoBinariesExit;
-using fixture::read_state;
+constexpr fixture::ServerKind kMariaDb{
+    .what = "MariaDB",
+    .driver = "mariadb",
+    .driver_package = "libmariadb-dev",
+    .server_package = "mariadb-server",
+    .script = RESERVOIR_MARIADB_FIXTURE_SCRIPT,
+    .dsn_key = "RESERVOIR_MARIADB_DSN",
+    .state_file_env = "RESERVOIR_MARIADB_STATE_FILE",
+    .state_file = RESERVOIR_MARIADB_STATE_FILE,
+    .temp_prefix = "reservoir-mariadbtest",
+};
 
 // The server a DSN names; its parts fill the rest.
 MariaDbServer from_dsn(const std::string& dsn_text, const std::string& other_dsn) {
@@ -58,13 +61,6 @@ std::optional<MariaDbServer> from_state(const std::map<std::string, std::string>
   return from_dsn(dsn, get("RESERVOIR_MARIADB_OTHER_DSN"));
 }
 
-bool answers(const std::string& dsn) { return fixture::answers("mariadb", dsn); }
-
-// Runs mariadb_fixture.sh with args; returns its exit status and puts its output in *output.
-int run_script(const std::string& args, std::string* output) {
-  return fixture::run_script(RESERVOIR_MARIADB_FIXTURE_SCRIPT, args, output);
-}
-
 struct State {
   std::once_flag once;
   std::optional<MariaDbServer> server;
@@ -84,7 +80,7 @@ class StopOwnServer : public ::testing::Environment {
   void TearDown() override {
     State& s = state();
     if (s.own_state.empty()) return;
-    run_script("stop '" + s.own_state + "'", nullptr);
+    fixture::stop_server(kMariaDb, s.own_state);
     s.own_state.clear();
   }
 };
@@ -93,42 +89,14 @@ class StopOwnServer : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new StopOwnServer);
 
 void find_or_start(State& s) {
-  if (!find_driver("mariadb")) {
-    s.why = "reservoir was built without the MariaDB driver (libmariadb-dev not found)";
-    return;
-  }
-  if (const std::string dsn = env("RESERVOIR_MARIADB_DSN"); !dsn.empty()) {
-    s.server = from_dsn(dsn, env("RESERVOIR_MARIADB_OTHER_DSN"));
-    return;
-  }
-  std::string state_file = env("RESERVOIR_MARIADB_STATE_FILE");
-  if (state_file.empty()) state_file = RESERVOIR_MARIADB_STATE_FILE;
-  if (!state_file.empty() && std::filesystem::exists(state_file)) {
-    auto server = from_state(read_state(state_file));
-    if (server && answers(server->dsn)) {
-      s.server = std::move(server);
-      return;
-    }
-  }
-
-  // Our own server, watched by the script's watchdog in case this process dies.
-  const std::string state_path = (std::filesystem::temp_directory_path() /
-                                  ("reservoir-mariadbtest-" + std::to_string(::getpid()) + ".env"))
-                                     .string();
-  std::string output;
-  const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
-  if (rc != 0) {
-    s.why = rc == kNoBinariesExit
-                ? "no MariaDB server binaries (apt-get install mariadb-server)"
-                : "mariadb_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
-    s.hard_failure = rc != kNoBinariesExit;
-    return;
-  }
-  s.own_state = state_path;
-  s.server = from_state(read_state(state_path));
-  if (!s.server) {
-    s.why = "mariadb_fixture.sh wrote no DSN to " + state_path;
-    s.hard_failure = true;
+  fixture::Located found = fixture::locate_server(kMariaDb);
+  s.why = std::move(found.why);
+  s.hard_failure = found.hard_failure;
+  s.own_state = std::move(found.own_state);
+  if (!found.env_dsn.empty()) {
+    s.server = from_dsn(found.env_dsn, fixture::env("RESERVOIR_MARIADB_OTHER_DSN"));
+  } else if (!found.state.empty()) {
+    s.server = from_state(found.state);
   }
 }
 
@@ -136,14 +104,7 @@ void find_or_start(State& s) {
 
 std::string MariaDbServer::dsn_for(std::string_view u, std::string_view pw, std::string_view db,
                                    std::string_view params) const {
-  // Test credentials are hex and names are plain, so nothing needs percent-encoding.
-  std::string out = "mariadb://" + std::string(u);
-  if (!pw.empty()) out += ":" + std::string(pw);
-  out += "@" + host;
-  if (port != 0) out += ":" + std::to_string(port);
-  out += "/" + std::string(db);
-  if (!params.empty()) out += "?" + std::string(params);
-  return out;
+  return fixture::url_dsn("mariadb", host, port, u, pw, db, params);
 }
 
 const MariaDbServer* mariadb_server(std::string* why) {

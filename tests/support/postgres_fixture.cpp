@@ -2,15 +2,11 @@
 // for this process with pg_fixture.sh and stops it when the tests end.
 #include "support/postgres_fixture.hpp"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cctype>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -33,8 +29,18 @@ namespace reservoir::testing {
 namespace {
 
 using fixture::env;
-using fixture::kNoBinariesExit;
-using fixture::read_state;
+
+constexpr fixture::ServerKind kPostgres{
+    .what = "PostgreSQL",
+    .driver = "postgresql",
+    .driver_package = "libpq-dev",
+    .server_package = "postgresql",
+    .script = RESERVOIR_PG_FIXTURE_SCRIPT,
+    .dsn_key = "RESERVOIR_PG_DSN",
+    .state_file_env = "RESERVOIR_PG_STATE_FILE",
+    .state_file = RESERVOIR_PG_STATE_FILE,
+    .temp_prefix = "reservoir-pgtest",
+};
 
 std::optional<PostgresServer> from_state(const std::map<std::string, std::string>& s) {
   const auto get = [&](const char* key) {
@@ -76,13 +82,6 @@ PostgresServer from_environment(const std::string& dsn_text) {
   return server;
 }
 
-bool answers(const std::string& dsn) { return fixture::answers("postgresql", dsn); }
-
-// Runs pg_fixture.sh with args; returns its exit status and puts its output in *output.
-int run_script(const std::string& args, std::string* output) {
-  return fixture::run_script(RESERVOIR_PG_FIXTURE_SCRIPT, args, output);
-}
-
 struct State {
   std::once_flag once;
   std::optional<PostgresServer> server;
@@ -102,7 +101,7 @@ class StopOwnServer : public ::testing::Environment {
   void TearDown() override {
     State& s = state();
     if (s.own_state.empty()) return;
-    run_script("stop '" + s.own_state + "'", nullptr);
+    fixture::stop_server(kPostgres, s.own_state);
     s.own_state.clear();
   }
 };
@@ -111,43 +110,14 @@ class StopOwnServer : public ::testing::Environment {
     ::testing::AddGlobalTestEnvironment(new StopOwnServer);
 
 void find_or_start(State& s) {
-  if (!find_driver("postgresql")) {
-    s.why = "reservoir was built without the PostgreSQL driver (libpq-dev not found)";
-    return;
-  }
-  if (const std::string dsn = env("RESERVOIR_PG_DSN"); !dsn.empty()) {
-    s.server = from_environment(dsn);
-    return;
-  }
-  std::string state_file = env("RESERVOIR_PG_STATE_FILE");
-  if (state_file.empty()) state_file = RESERVOIR_PG_STATE_FILE;
-  if (!state_file.empty() && std::filesystem::exists(state_file)) {
-    auto server = from_state(read_state(state_file));
-    if (server && answers(server->dsn)) {
-      s.server = std::move(server);
-      return;
-    }
-  }
-
-  // Our own server, watched by the script's watchdog in case this process dies (the watchdog
-  // then deletes the state file too).
-  const std::string state_path = (std::filesystem::temp_directory_path() /
-                                  ("reservoir-pgtest-" + std::to_string(::getpid()) + ".env"))
-                                     .string();
-  std::string output;
-  const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
-  if (rc != 0) {
-    s.why = rc == kNoBinariesExit
-                ? "no PostgreSQL server binaries (apt-get install postgresql)"
-                : "pg_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
-    s.hard_failure = rc != kNoBinariesExit;
-    return;
-  }
-  s.own_state = state_path;
-  s.server = from_state(read_state(state_path));
-  if (!s.server) {
-    s.why = "pg_fixture.sh wrote no DSN to " + state_path;
-    s.hard_failure = true;
+  fixture::Located found = fixture::locate_server(kPostgres);
+  s.why = std::move(found.why);
+  s.hard_failure = found.hard_failure;
+  s.own_state = std::move(found.own_state);
+  if (!found.env_dsn.empty()) {
+    s.server = from_environment(found.env_dsn);
+  } else if (!found.state.empty()) {
+    s.server = from_state(found.state);
   }
 }
 
@@ -155,14 +125,7 @@ void find_or_start(State& s) {
 
 std::string PostgresServer::dsn_for(std::string_view u, std::string_view pw, std::string_view db,
                                     std::string_view params) const {
-  // Test credentials are hex and names are plain, so nothing needs percent-encoding.
-  std::string out = "postgresql://" + std::string(u);
-  if (!pw.empty()) out += ":" + std::string(pw);
-  out += "@" + host;
-  if (port != 0) out += ":" + std::to_string(port);
-  out += "/" + std::string(db);
-  if (!params.empty()) out += "?" + std::string(params);
-  return out;
+  return fixture::url_dsn("postgresql", host, port, u, pw, db, params);
 }
 
 const PostgresServer* postgres_server(std::string* why) {
@@ -175,36 +138,21 @@ const PostgresServer* postgres_server(std::string* why) {
 std::unique_ptr<OwnPostgresServer> OwnPostgresServer::start(std::string* why, bool* no_binaries) {
   static std::atomic<int> started{0};
   *no_binaries = false;
-  if (!find_driver("postgresql")) {
-    *why = "reservoir was built without the PostgreSQL driver (libpq-dev not found)";
-    return nullptr;
-  }
+  if (!fixture::has_driver(kPostgres, why)) return nullptr;
   const std::string state_path =
       (std::filesystem::temp_directory_path() /
        ("reservoir-pgown-" + std::to_string(::getpid()) + "-" + std::to_string(++started) + ".env"))
           .string();
-  std::string output;
-  const int rc = run_script("start '" + state_path + "' " + std::to_string(::getpid()), &output);
-  if (rc != 0) {
-    *no_binaries = rc == kNoBinariesExit;
-    *why = *no_binaries ? "no PostgreSQL server binaries (apt-get install postgresql)"
-                        : "pg_fixture.sh start failed (exit " + std::to_string(rc) + "): " + output;
-    return nullptr;
-  }
-  auto server = from_state(read_state(state_path));
-  if (!server) {
-    run_script("stop '" + state_path + "'", nullptr);
-    *why = "pg_fixture.sh wrote no DSN to " + state_path;
-    return nullptr;
-  }
+  auto server = from_state(fixture::start_server(kPostgres, state_path, why, no_binaries));
+  if (!server) return nullptr;
   return std::unique_ptr<OwnPostgresServer>(new OwnPostgresServer(std::move(*server), state_path));
 }
 
-OwnPostgresServer::~OwnPostgresServer() { run_script("stop '" + state_file_ + "'", nullptr); }
+OwnPostgresServer::~OwnPostgresServer() { fixture::stop_server(kPostgres, state_file_); }
 
 void OwnPostgresServer::restart() {
   std::string output;
-  const int rc = run_script("restart '" + state_file_ + "'", &output);
+  const int rc = fixture::run_script(kPostgres.script, "restart '" + state_file_ + "'", &output);
   if (rc != 0) {
     throw std::runtime_error("pg_fixture.sh restart failed (exit " + std::to_string(rc) +
                              "): " + output);
