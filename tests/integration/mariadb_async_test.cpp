@@ -202,141 +202,22 @@ TEST_F(MariaDbAsyncTest, MixedSyncAndAsyncAcquirers) {
   auto o = options(0, kMax);
   o.wait_timeout = 15s;
   auto pool = Pool::create(o);
-  constexpr int kThreads = 4, kThreadIterations = 50;
-  constexpr int kCoroutines = 200, kCoroutineIterations = 5;
-  std::atomic<int> sync_ok{0}, async_ok{0}, failures{0};
-  std::atomic<std::uint32_t> max_opened{0};
-  const auto note_opened = [&] {
-    const std::uint32_t n = pool->opened();
-    std::uint32_t seen = max_opened.load();
-    while (n > seen && !max_opened.compare_exchange_weak(seen, n)) {
-    }
-  };
-
-  asio::io_context io;
-  for (int k = 0; k < kCoroutines; ++k) {
-    spawn(io, [&, k]() -> asio::awaitable<void> {
-      for (int i = 0; i < kCoroutineIterations; ++i) {
-        try {
-          Lease c = co_await pool->async_acquire();
-          note_opened();
-          const int v = k * 100 + i;
-          if ((co_await async_query(*c, "SELECT ? + 1", v))[0][0].as<int>() == v + 1) ++async_ok;
-        } catch (const Error& e) {
-          ++failures;
-          ADD_FAILURE() << "async: " << e.what();
-        }
-      }
-    });
-  }
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < kThreadIterations; ++i) {
-        try {
-          Lease c = pool->acquire();
-          note_opened();
-          const int v = -(t * 1000 + i);
-          if (c->query("SELECT ? + 1", v)[0][0].as<int>() == v + 1) ++sync_ok;
-        } catch (const Error& e) {
-          ++failures;
-          ADD_FAILURE() << "sync: " << e.what();
-        }
-      }
-    });
-  }
-  const bool finished = run_bounded(io, 25s);
-  for (auto& t : threads) t.join();  // each bounded by wait_timeout per iteration
-  ASSERT_TRUE(finished);
-  EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(sync_ok.load(), kThreads * kThreadIterations);
-  EXPECT_EQ(async_ok.load(), kCoroutines * kCoroutineIterations);
-  EXPECT_LE(max_opened.load(), kMax);
-  const PoolStats s = pool->stats();
-  EXPECT_EQ(s.acquires, static_cast<std::uint64_t>(kThreads * kThreadIterations +
-                                                   kCoroutines * kCoroutineIterations))
-      << s.to_string();
-  EXPECT_GT(s.waits, 0u) << s.to_string();  // the pool really was short of connections
-  EXPECT_EQ(s.timeouts, 0u);
-  EXPECT_EQ(s.creates - s.drops, s.opened) << s.to_string();
-  expect_at_rest(*pool, kMax);
-  expect_server_agrees(*pool);
+  testing::expect_sync_and_async_acquirers_share(*pool, kMax, "SELECT ? + 1",
+                                                 [&] { expect_server_agrees(*pool); });
   pool->close();
 }
 
-// 2,000 acquires (each with a short query) raced against timers of 0-3 ms, so that waits,
-// connects in flight and queries in flight are cancelled. Nothing may leak, in the pool or on the
-// server.
+// 2,000 acquires raced against timers of 0-3 ms
+// (testing::expect_cancellation_storm_leaves_nothing).
+// A MariaDB round trip is short: the starts are spread over only 60 ms, so that more come at
+// once and keep a queue.
 TEST_F(MariaDbAsyncTest, CancellationStormLeavesCountersAndServerExact) {
   constexpr std::uint32_t kMax = 4;
   auto o = options(0, kMax);
   o.max_connecting = kMax;
   auto pool = Pool::create(o);
-  constexpr int kCoroutines = 2'000;
-  const unsigned seed = std::random_device{}();
-  RecordProperty("seed", std::to_string(seed));
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> delay_us(0, 3'000), long_us(0, 1'000'000), start_us(0, 60'000);
-  std::atomic<int> served{0}, cancelled{0}, pool_timeouts{0}, other{0};
-  std::mutex m;
-  std::vector<std::string> other_errors;
-  std::atomic<std::uint32_t> max_opened{0};
-
-  // One acquire + query; what went wrong other than the cancellation (which propagates).
-  const auto work = [&]() -> asio::awaitable<void> {
-    try {
-      Lease c = co_await pool->async_acquire();
-      const std::uint32_t n = pool->opened();
-      std::uint32_t seen = max_opened.load();
-      while (n > seen && !max_opened.compare_exchange_weak(seen, n)) {
-      }
-      if ((co_await async_query(*c, "SELECT 1"))[0][0].as<int>() == 1) ++served;
-    } catch (const Error& e) {
-      if (e.code() == ErrorCode::pool_timeout) {
-        ++pool_timeouts;
-      } else {
-        ++other;
-        std::lock_guard lk(m);
-        other_errors.push_back(e.what());
-      }
-    }
-  };
-  asio::io_context io;
-  for (int i = 0; i < kCoroutines; ++i) {
-    // Starts spread over 60 ms (a MariaDB round trip is short: more at once keeps a queue), so
-    // that the storm meets an empty pool, connects in flight, idle connections and leases in
-    // use. Every tenth acquirer has up to 1 s, or (a cancelled acquirer abandons its connect) a
-    // slow connect might never finish.
-    const auto start_at = std::chrono::microseconds(start_us(rng));
-    const auto limit = std::chrono::microseconds(i % 10 == 0 ? long_us(rng) : delay_us(rng));
-    spawn(io, [&, start_at, limit]() -> asio::awaitable<void> {
-      asio::steady_timer t(co_await asio::this_coro::executor, start_at);
-      co_await t.async_wait(asio::use_awaitable);
-      t.expires_after(limit);
-      auto r = co_await (work() || t.async_wait(asio::use_awaitable));
-      if (r.index() == 1) ++cancelled;
-    });
-  }
-  ASSERT_TRUE(run_bounded(io, 25s));
-  RecordProperty("served", served.load());
-  RecordProperty("cancelled", cancelled.load());
-  RecordProperty("creates", static_cast<int>(pool->stats().creates));
-  RecordProperty("closed_broken", static_cast<int>(pool->stats().closed_for(CloseReason::broken)));
-  EXPECT_EQ(served + cancelled, kCoroutines);
-  EXPECT_GT(served.load(), 0) << pool->stats().to_string();
-  EXPECT_GT(cancelled.load(), 0) << pool->stats().to_string();
-  EXPECT_EQ(pool_timeouts.load(), 0);
-  EXPECT_EQ(other.load(), 0) << (other_errors.empty() ? "" : other_errors.front());
-  EXPECT_LE(max_opened.load(), kMax);
-  const PoolStats s = pool->stats();
-  EXPECT_GT(s.creates, 0u) << s.to_string();
-  EXPECT_EQ(s.creates - s.drops, s.opened) << s.to_string();
-  expect_at_rest(*pool, kMax);
-  // No session the pool has forgotten about (a cancelled connect that went on), none missing.
-  expect_server_agrees(*pool);
-  expect_all_usable(*pool, kMax);
-  expect_server_agrees(*pool);
+  testing::expect_cancellation_storm_leaves_nothing(*pool, kMax, 60ms, "SELECT CONNECTION_ID()",
+                                                    [&] { expect_server_agrees(*pool); });
   pool->close();
   EXPECT_TRUE(eventually([&] { return backends() == 0; }));
 }

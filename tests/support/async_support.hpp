@@ -7,14 +7,20 @@
 #include <gtest/gtest.h>
 
 #include <asio/co_spawn.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -149,6 +155,162 @@ inline void expect_close_fails_pending_async_waiters(const std::shared_ptr<Pool>
   EXPECT_TRUE(run_bounded(io2, 5s));
   EXPECT_EQ(late, ErrorCode::pool_closed);
   held.reset();  // the revoked lease's connection is closed now
+}
+
+// The largest number of connections pool had open at any of the calls (for "never above max").
+class MaxOpened {
+ public:
+  void note(const Pool& pool) noexcept {
+    const std::uint32_t n = pool.opened();
+    std::uint32_t seen = max_.load();
+    while (n > seen && !max_.compare_exchange_weak(seen, n)) {
+    }
+  }
+  std::uint32_t get() const noexcept { return max_.load(); }
+
+ private:
+  std::atomic<std::uint32_t> max_{0};
+};
+
+// Threads acquiring synchronously and coroutines acquiring asynchronously share one pool of at
+// most max connections (opened with wait_timeout 15 s or more), each lease running plus_one, a
+// statement that returns its one int parameter plus one ("SELECT $1::int + 1"). Every acquire
+// succeeds, the pool really was short of connections, never opened more than max, and ends at
+// rest with server_agrees() (the server's sessions match) holding.
+inline void expect_sync_and_async_acquirers_share(Pool& pool, std::uint32_t max,
+                                                   const std::string& plus_one,
+                                                   const std::function<void()>& server_agrees) {
+  constexpr int kThreads = 4, kThreadIterations = 50;
+  constexpr int kCoroutines = 200, kCoroutineIterations = 5;
+  std::atomic<int> sync_ok{0}, async_ok{0}, failures{0};
+  MaxOpened max_opened;
+  asio::io_context io;
+  for (int k = 0; k < kCoroutines; ++k) {
+    spawn(io, [&, k]() -> asio::awaitable<void> {
+      for (int i = 0; i < kCoroutineIterations; ++i) {
+        try {
+          Lease c = co_await pool.async_acquire();
+          max_opened.note(pool);
+          const int v = k * 100 + i;
+          if ((co_await async_query(*c, plus_one, v))[0][0].as<int>() == v + 1) ++async_ok;
+        } catch (const Error& e) {
+          ++failures;
+          ADD_FAILURE() << "async: " << e.what();
+        }
+      }
+    });
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kThreadIterations; ++i) {
+        try {
+          Lease c = pool.acquire();
+          max_opened.note(pool);
+          const int v = -(t * 1000 + i);
+          if (c->query(plus_one, v)[0][0].as<int>() == v + 1) ++sync_ok;
+        } catch (const Error& e) {
+          ++failures;
+          ADD_FAILURE() << "sync: " << e.what();
+        }
+      }
+    });
+  }
+  const bool finished = run_bounded(io, std::chrono::seconds(25));
+  for (auto& t : threads) t.join();  // each bounded by wait_timeout per iteration
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(sync_ok.load(), kThreads * kThreadIterations);
+  EXPECT_EQ(async_ok.load(), kCoroutines * kCoroutineIterations);
+  EXPECT_LE(max_opened.get(), max);
+  const PoolStats s = pool.stats();
+  EXPECT_EQ(s.acquires, static_cast<std::uint64_t>(kThreads * kThreadIterations +
+                                                   kCoroutines * kCoroutineIterations))
+      << s.to_string();
+  EXPECT_GT(s.waits, 0u) << s.to_string();  // the pool really was short of connections
+  EXPECT_EQ(s.timeouts, 0u);
+  EXPECT_EQ(s.creates - s.drops, s.opened) << s.to_string();
+  expect_settled_at_rest(pool, max);
+  server_agrees();
+}
+
+// python-oracledb #581's bug class on real connects: 2,000 acquires on pool (at most max
+// connections, max_connecting = max), each with a SELECT 1, raced against timers of 0-3 ms, so
+// that waits, connects in flight and queries in flight are cancelled. The starts are spread over
+// start_spread, so that the storm meets an empty pool, connects in flight, idle connections and
+// leases in use; every tenth acquirer has up to 1 s, or no slow connect would ever finish (a
+// cancelled acquirer abandons its connect) and the pool would stay empty. Nothing may leak, in
+// the pool or on the server (server_agrees(); session_id_sql as for expect_all_usable).
+inline void expect_cancellation_storm_leaves_nothing(Pool& pool, std::uint32_t max,
+                                                     std::chrono::milliseconds start_spread,
+                                                     const std::string& session_id_sql,
+                                                     const std::function<void()>& server_agrees) {
+  using namespace asio::experimental::awaitable_operators;
+  constexpr int kCoroutines = 2'000;
+  const unsigned seed = std::random_device{}();
+  ::testing::Test::RecordProperty("seed", std::to_string(seed));
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> delay_us(0, 3'000), long_us(0, 1'000'000),
+      start_us(0, static_cast<int>(start_spread.count()) * 1000);
+  std::atomic<int> served{0}, cancelled{0}, pool_timeouts{0}, other{0};
+  std::mutex m;
+  std::vector<std::string> other_errors;
+  MaxOpened max_opened;
+
+  // One acquire + query; what went wrong other than the cancellation (which propagates).
+  const auto work = [&]() -> asio::awaitable<void> {
+    try {
+      Lease c = co_await pool.async_acquire();
+      max_opened.note(pool);
+      if ((co_await async_query(*c, "SELECT 1"))[0][0].as<int>() == 1) ++served;
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::pool_timeout) {
+        ++pool_timeouts;
+      } else {
+        ++other;
+        std::lock_guard lk(m);
+        other_errors.push_back(e.what());
+      }
+    }
+  };
+  asio::io_context io;
+  for (int i = 0; i < kCoroutines; ++i) {
+    const auto start_at = std::chrono::microseconds(start_us(rng));
+    const auto limit = std::chrono::microseconds(i % 10 == 0 ? long_us(rng) : delay_us(rng));
+    spawn(io, [&, start_at, limit]() -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor, start_at);
+      co_await t.async_wait(asio::use_awaitable);
+      t.expires_after(limit);
+      auto r = co_await (work() || t.async_wait(asio::use_awaitable));
+      if (r.index() == 1) ++cancelled;
+    });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_bounded(io, std::chrono::seconds(25)));
+  ::testing::Test::RecordProperty(
+      "storm_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count()));
+  ::testing::Test::RecordProperty("served", served.load());
+  ::testing::Test::RecordProperty("cancelled", cancelled.load());
+  ::testing::Test::RecordProperty("creates", static_cast<int>(pool.stats().creates));
+  ::testing::Test::RecordProperty("closed_broken",
+                                  static_cast<int>(pool.stats().closed_for(CloseReason::broken)));
+  EXPECT_EQ(served + cancelled, kCoroutines);
+  EXPECT_GT(served.load(), 0) << pool.stats().to_string();
+  EXPECT_GT(cancelled.load(), 0) << pool.stats().to_string();
+  EXPECT_EQ(pool_timeouts.load(), 0);
+  EXPECT_EQ(other.load(), 0) << (other_errors.empty() ? "" : other_errors.front());
+  EXPECT_LE(max_opened.get(), max);
+  const PoolStats s = pool.stats();
+  EXPECT_GT(s.creates, 0u) << s.to_string();
+  EXPECT_EQ(s.creates - s.drops, s.opened) << s.to_string();
+  expect_settled_at_rest(pool, max);
+  // No session the pool has forgotten about (a cancelled connect that went on), none missing.
+  server_agrees();
+  expect_all_usable(pool, max, session_id_sql);
+  server_agrees();
 }
 
 }  // namespace reservoir::testing
