@@ -4,9 +4,13 @@
 // skipping or failing a test whose server is missing.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -64,6 +68,64 @@ void stop_server(const ServerKind& kind, const std::string& state_path);
 
 // False, with *why, when reservoir was built without kind's driver.
 bool has_driver(const ServerKind& kind, std::string* why);
+
+// The server of one kind for this process: found or started at the first get() (thread-safe),
+// stopped by stop_own() (after the last test: see StopAtEnd) if this process started it.
+template <class Server>
+class ProcessServer {
+ public:
+  using FromEnvironment = Server (*)(const std::string& dsn);
+  using FromState = std::optional<Server> (*)(const std::map<std::string, std::string>& state);
+
+  ProcessServer(const ServerKind& kind, FromEnvironment from_environment, FromState from_state)
+      : kind_(kind), from_environment_(from_environment), from_state_(from_state) {}
+
+  // The server, or nullptr with the reason in *why. The first call may take a second or two.
+  const Server* get(std::string* why) {
+    std::call_once(once_, [&] {
+      Located found = locate_server(kind_);
+      why_ = std::move(found.why);
+      hard_failure_ = found.hard_failure;
+      own_state_ = std::move(found.own_state);
+      if (!found.env_dsn.empty()) {
+        server_ = from_environment_(found.env_dsn);
+      } else if (!found.state.empty()) {
+        server_ = from_state_(found.state);
+      }
+    });
+    if (why != nullptr) *why = why_;
+    return server_ ? &*server_ : nullptr;
+  }
+  // The server should have started but did not.
+  bool hard_failure() const { return hard_failure_; }
+
+  void stop_own() {
+    if (own_state_.empty()) return;
+    stop_server(kind_, own_state_);
+    own_state_.clear();
+  }
+
+ private:
+  const ServerKind& kind_;
+  const FromEnvironment from_environment_;
+  const FromState from_state_;
+  std::once_flag once_;
+  std::optional<Server> server_;
+  std::string why_;
+  bool hard_failure_ = false;
+  std::string own_state_;  // the state file of the server this process started
+};
+
+// Runs a function after the last test (register it with ::testing::AddGlobalTestEnvironment
+// during static initialisation).
+class StopAtEnd : public ::testing::Environment {
+ public:
+  explicit StopAtEnd(void (*stop)()) : stop_(stop) {}
+  void TearDown() override { stop_(); }
+
+ private:
+  void (*stop_)();
+};
 
 // scheme://user[:password]@host[:port]/database[?params]. Test credentials are hex and names
 // are plain, so nothing needs percent-encoding.

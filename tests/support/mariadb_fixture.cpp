@@ -61,44 +61,18 @@ std::optional<MariaDbServer> from_state(const std::map<std::string, std::string>
   return from_dsn(dsn, get("RESERVOIR_MARIADB_OTHER_DSN"));
 }
 
-struct State {
-  std::once_flag once;
-  std::optional<MariaDbServer> server;
-  std::string why;
-  bool hard_failure = false;  // the server should have started but did not
-  std::string own_state;      // the state file of the server this process started
-};
+MariaDbServer from_environment(const std::string& dsn) {
+  return from_dsn(dsn, fixture::env("RESERVOIR_MARIADB_OTHER_DSN"));
+}
 
-State& state() {
-  static State s;
+fixture::ProcessServer<MariaDbServer>& server() {
+  static fixture::ProcessServer<MariaDbServer> s(kMariaDb, from_environment, from_state);
   return s;
 }
 
 // Stops the server this process started, after the last test.
-class StopOwnServer : public ::testing::Environment {
- public:
-  void TearDown() override {
-    State& s = state();
-    if (s.own_state.empty()) return;
-    fixture::stop_server(kMariaDb, s.own_state);
-    s.own_state.clear();
-  }
-};
-
 [[maybe_unused]] ::testing::Environment* const kStopOwnServer =
-    ::testing::AddGlobalTestEnvironment(new StopOwnServer);
-
-void find_or_start(State& s) {
-  fixture::Located found = fixture::locate_server(kMariaDb);
-  s.why = std::move(found.why);
-  s.hard_failure = found.hard_failure;
-  s.own_state = std::move(found.own_state);
-  if (!found.env_dsn.empty()) {
-    s.server = from_dsn(found.env_dsn, fixture::env("RESERVOIR_MARIADB_OTHER_DSN"));
-  } else if (!found.state.empty()) {
-    s.server = from_state(found.state);
-  }
-}
+    ::testing::AddGlobalTestEnvironment(new fixture::StopAtEnd([] { server().stop_own(); }));
 
 }  // namespace
 
@@ -107,18 +81,13 @@ std::string MariaDbServer::dsn_for(std::string_view u, std::string_view pw, std:
   return fixture::url_dsn("mariadb", host, port, u, pw, db, params);
 }
 
-const MariaDbServer* mariadb_server(std::string* why) {
-  State& s = state();
-  std::call_once(s.once, [&] { find_or_start(s); });
-  if (why != nullptr) *why = s.why;
-  return s.server ? &*s.server : nullptr;
-}
+const MariaDbServer* mariadb_server(std::string* why) { return server().get(why); }
 
 void MariaDbTest::SetUp() {
   std::string why;
   server_ = mariadb_server(&why);
   if (server_ != nullptr) return;
-  fixture::skip_or_fail("MariaDB", why, state().hard_failure, "RESERVOIR_MARIADB_REQUIRED");
+  fixture::skip_or_fail("MariaDB", why, server().hard_failure(), "RESERVOIR_MARIADB_REQUIRED");
 }
 
 std::unique_ptr<Connection> MariaDbTest::connect(const std::string& dsn,

@@ -82,44 +82,14 @@ PostgresServer from_environment(const std::string& dsn_text) {
   return server;
 }
 
-struct State {
-  std::once_flag once;
-  std::optional<PostgresServer> server;
-  std::string why;
-  bool hard_failure = false;  // the server should have started but did not
-  std::string own_state;      // the state file of the server this process started
-};
-
-State& state() {
-  static State s;
+fixture::ProcessServer<PostgresServer>& server() {
+  static fixture::ProcessServer<PostgresServer> s(kPostgres, from_environment, from_state);
   return s;
 }
 
 // Stops the server this process started, after the last test.
-class StopOwnServer : public ::testing::Environment {
- public:
-  void TearDown() override {
-    State& s = state();
-    if (s.own_state.empty()) return;
-    fixture::stop_server(kPostgres, s.own_state);
-    s.own_state.clear();
-  }
-};
-
 [[maybe_unused]] ::testing::Environment* const kStopOwnServer =
-    ::testing::AddGlobalTestEnvironment(new StopOwnServer);
-
-void find_or_start(State& s) {
-  fixture::Located found = fixture::locate_server(kPostgres);
-  s.why = std::move(found.why);
-  s.hard_failure = found.hard_failure;
-  s.own_state = std::move(found.own_state);
-  if (!found.env_dsn.empty()) {
-    s.server = from_environment(found.env_dsn);
-  } else if (!found.state.empty()) {
-    s.server = from_state(found.state);
-  }
-}
+    ::testing::AddGlobalTestEnvironment(new fixture::StopAtEnd([] { server().stop_own(); }));
 
 }  // namespace
 
@@ -128,12 +98,7 @@ std::string PostgresServer::dsn_for(std::string_view u, std::string_view pw, std
   return fixture::url_dsn("postgresql", host, port, u, pw, db, params);
 }
 
-const PostgresServer* postgres_server(std::string* why) {
-  State& s = state();
-  std::call_once(s.once, [&] { find_or_start(s); });
-  if (why != nullptr) *why = s.why;
-  return s.server ? &*s.server : nullptr;
-}
+const PostgresServer* postgres_server(std::string* why) { return server().get(why); }
 
 std::unique_ptr<OwnPostgresServer> OwnPostgresServer::start(std::string* why, bool* no_binaries) {
   static std::atomic<int> started{0};
@@ -178,7 +143,7 @@ void PostgresTest::SetUp() {
   std::string why;
   server_ = postgres_server(&why);
   if (server_ != nullptr) return;
-  fixture::skip_or_fail("PostgreSQL", why, state().hard_failure, "RESERVOIR_PG_REQUIRED");
+  fixture::skip_or_fail("PostgreSQL", why, server().hard_failure(), "RESERVOIR_PG_REQUIRED");
 }
 
 std::unique_ptr<Connection> PostgresTest::connect(const std::string& dsn,
