@@ -161,7 +161,8 @@ TypeSet types_bitmap(std::string_view types) {
   return s;
 }
 
-void MessageScanner::start_message() {
+template <bool kCapture>
+void BasicMessageScanner<kCapture>::start_message() {
   const std::uint32_t len = get_u32(reinterpret_cast<const char*>(header_.data()) + 1);
   if (len < 4 || len - 4 > max_) {
     header_have_ = 0;
@@ -171,9 +172,13 @@ void MessageScanner::start_message() {
   }
   remaining_ = len - 4;
   first_ = 0;
-  capturing_ = header_[0] < capture_.size() && capture_.test(header_[0]);
-  if (capturing_) body_.clear();
+  if constexpr (kCapture) {
+    capturing_ = header_[0] < capture_.types.size() && capture_.types.test(header_[0]);
+    if (capturing_) capture_.body.clear();
+  }
 }
+template class BasicMessageScanner<true>;
+template class BasicMessageScanner<false>;
 
 std::optional<Message> read_message(std::string_view data, std::size_t* size,
                                     std::size_t max_message) {

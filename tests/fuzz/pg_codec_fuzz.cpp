@@ -136,7 +136,8 @@ void startup_phase(std::string_view in, unsigned chunk_seed, std::size_t max) {
   });
 }
 
-// The normal phase: MessageScanner in chunks, compared with read_message over the whole input.
+// The normal phase: MessageScanner and FrameScanner in chunks, compared with read_message over
+// the whole input.
 void normal_phase(std::string_view in, unsigned chunk_seed, const pg::TypeSet& capture,
                   std::size_t max) {
   // Reference: read_message over the whole buffer.
@@ -186,6 +187,33 @@ void normal_phase(std::string_view in, unsigned chunk_seed, const pg::TypeSet& c
       off += n;
     }
   });
+  // FrameScanner (no capture) frames the same messages from the same chunks: same types, ends
+  // and first bytes, and the same failure.
+  pg::FrameScanner frames(max);
+  Chunker ch2{chunk_seed};
+  std::size_t framed = 0;
+  const bool frames_ok = guarded([&] {
+    std::size_t off = 0;
+    while (off < in.size()) {
+      const std::size_t n = ch2.next(in.size() - off);
+      frames.feed(in.data() + off, n,
+                  [&](char type, std::string_view body, bool captured, std::size_t end) {
+                    FUZZ_CHECK(end <= n);
+                    FUZZ_CHECK(!captured && body.empty());
+                    if (framed < ref.size()) {
+                      FUZZ_CHECK(ref[framed].type == type);
+                      FUZZ_CHECK(frames.first_body_byte() ==
+                                 (ref[framed].body.empty()
+                                      ? 0
+                                      : static_cast<unsigned char>(ref[framed].body[0])));
+                    }
+                    ++framed;
+                  });
+      off += n;
+    }
+  });
+  FUZZ_CHECK(frames_ok == ok);
+  FUZZ_CHECK(framed == seen);
   // Both saw the same whole messages; they fail on the same (bad-length) message.
   if (ok) {
     FUZZ_CHECK(!ref_error);

@@ -189,6 +189,34 @@ TEST(ServerCodecTest, ScannerGivesTheFirstBodyByte) {
   }
 }
 
+// FrameScanner frames like MessageScanner (types, first bytes, boundaries) but never captures.
+TEST(ServerCodecTest, FrameScannerFramesWithoutBodies) {
+  const std::string s = backend_stream();
+  for (const std::size_t step : {s.size(), std::size_t{1}, std::size_t{7}}) {
+    MessageScanner full;
+    FrameScanner frames;
+    std::vector<std::pair<char, unsigned char>> want, got;
+    for (std::size_t at = 0; at < s.size(); at += step) {
+      const std::string chunk = s.substr(at, std::min(step, s.size() - at));
+      full.feed(chunk.data(), chunk.size(), [&](char type, std::string_view, bool) {
+        want.emplace_back(type, full.first_body_byte());
+      });
+      frames.feed(chunk.data(), chunk.size(), [&](char type, std::string_view body, bool captured) {
+        EXPECT_FALSE(captured);
+        EXPECT_TRUE(body.empty());
+        got.emplace_back(type, frames.first_body_byte());
+      });
+      EXPECT_EQ(frames.at_boundary(), full.at_boundary()) << at;
+    }
+    EXPECT_EQ(got, want) << "step " << step;
+    EXPECT_EQ(got.size(), 11u);
+  }
+  static_assert(sizeof(FrameScanner) <= 16);
+  FrameScanner small(1024);
+  const char big[] = {'Q', 0, 0, 0x10, 0};
+  EXPECT_THROW(small.feed(big, 5, [](char, std::string_view, bool) {}), ProtocolError);
+}
+
 TEST(ServerCodecTest, ScannerRejectsBadAndOversizeLengths) {
   MessageScanner scan(1024);
   const char bad[] = {'Q', 0, 0, 0, 3};
