@@ -2,10 +2,13 @@
 // (database, user), reload, signals, cancel keys, logging.
 #include "server/daemon.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -286,12 +289,38 @@ bool Daemon::evict_idle(const PoolEntry& entry) {
 
 // ---- clients and cancel keys -----------------------------------------------------------------
 
-namespace {
-std::uint64_t key_of(pg::BackendKey k) {
-  return (std::uint64_t{static_cast<std::uint32_t>(k.pid)} << 32) |
-         static_cast<std::uint32_t>(k.key);
+void ClientSlot::set_peer(const ::sockaddr_storage& peer) noexcept {
+  if (peer.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    family = Family::inet;
+    std::memcpy(ip.data(), &a->sin_addr, sizeof a->sin_addr);
+    client_port = ntohs(a->sin_port);
+  } else if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    family = Family::inet6;
+    std::memcpy(ip.data(), &a->sin6_addr, sizeof a->sin6_addr);
+    client_port = ntohs(a->sin6_port);
+  } else {
+    family = Family::unix_socket;
+  }
 }
-}  // namespace
+
+std::string ClientSlot::addr_text() const {
+  char text[INET6_ADDRSTRLEN] = "";
+  switch (family) {
+    case Family::none:
+      break;
+    case Family::inet:
+      ::inet_ntop(AF_INET, ip.data(), text, sizeof text);
+      break;
+    case Family::inet6:
+      ::inet_ntop(AF_INET6, ip.data(), text, sizeof text);
+      break;
+    case Family::unix_socket:
+      return "unix";
+  }
+  return text;
+}
 
 pg::BackendKey Daemon::register_client(ClientSlot* slot) {
   std::lock_guard lock(mutex_);
@@ -304,7 +333,8 @@ pg::BackendKey Daemon::register_client(ClientSlot* slot) {
     pg::BackendKey k{static_cast<std::int32_t>((r >> 32) & 0x7fffffff),
                      static_cast<std::int32_t>(r)};
     if (k.pid == 0) continue;
-    if (cancel_.emplace(key_of(k), slot).second) return k;
+    slot->key = k;
+    if (cancel_.insert(slot)) return k;
   }
 }
 
@@ -312,14 +342,14 @@ std::vector<ClientInfo> Daemon::clients_now() const {
   std::lock_guard lock(mutex_);
   std::vector<ClientInfo> out;
   out.reserve(cancel_.size());
-  for (const auto& [k, slot] : cancel_) {
+  cancel_.for_each([&](const ClientSlot& s) {
+    const ClientSlot* slot = &s;
     ClientInfo& c = out.emplace_back();
-    c.key = pg::BackendKey{static_cast<std::int32_t>(k >> 32),
-                           static_cast<std::int32_t>(k & 0xffffffffu)};
+    c.key = slot->key;
     c.user = slot->user;
     if (slot->database != nullptr) c.database = *slot->database;
-    c.addr = slot->addr;
-    c.cclass = slot->cclass;
+    c.addr = slot->addr_text();
+    if (slot->cclass) c.cclass = *slot->cclass;
     c.client_port = slot->client_port;
     c.connect_time = slot->connect_time;
     std::lock_guard slot_lock(slot->lock);
@@ -329,13 +359,17 @@ std::vector<ClientInfo> Daemon::clients_now() const {
       c.port = slot->server->port;
       c.server_key = slot->server_key;
     }
-  }
+  });
+  // In the order of their keys (the order of the std::map this table replaced).
+  std::sort(out.begin(), out.end(), [](const ClientInfo& a, const ClientInfo& b) {
+    return key_bits(a.key) < key_bits(b.key);
+  });
   return out;
 }
 
 void Daemon::forget_client(pg::BackendKey key) {
   std::lock_guard lock(mutex_);
-  cancel_.erase(key_of(key));
+  cancel_.erase(key_bits(key));
 }
 
 void Daemon::cancel(pg::BackendKey key) {
@@ -344,9 +378,9 @@ void Daemon::cancel(pg::BackendKey key) {
   pg::BackendKey real;
   {
     std::lock_guard lock(mutex_);  // the slot's session cannot end meanwhile
-    auto it = cancel_.find(key_of(key));
-    if (it == cancel_.end()) return;  // unknown or stale: ignored, as PostgreSQL does
-    const ClientSlot& slot = *it->second;
+    const ClientSlot* found = cancel_.find(key_bits(key));
+    if (found == nullptr) return;  // unknown or stale: ignored, as PostgreSQL does
+    const ClientSlot& slot = *found;
     std::lock_guard slot_lock(slot.lock);
     if (!slot.attached) return;
     host = slot.server->host;

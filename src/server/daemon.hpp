@@ -1,6 +1,6 @@
 // src/server/daemon.hpp: reservoird's process: config and auth_file (reloadable), listeners on
 // `workers` threads (one io_context each, SO_REUSEPORT acceptors), pools per (database, user),
-// the cancel-key map, client limits, signals and logging.
+// the cancel-key table, client limits, signals and logging.
 //
 //   reservoir::server::Daemon d("/etc/reservoird.ini");   // throws ConfigError
 //   return d.run();                                       // until SIGTERM/SIGINT/shutdown()
@@ -8,6 +8,7 @@
 // Thread safety: every public member may be called from any thread (sessions run on several).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -21,8 +22,11 @@
 #include "reservoir/pool.hpp"
 #include "server/auth.hpp"
 #include "server/backend.hpp"
+#include "server/client_table.hpp"
 #include "server/config.hpp"
 #include "server/pg_codec.hpp"
+
+struct sockaddr_storage;
 
 namespace reservoir::server {
 
@@ -84,10 +88,10 @@ struct PoolEntry {
 
 // A logged-in client as the daemon knows it: where its CancelRequest must go (the server
 // connection it is on, if any) and what SHOW CLIENTS and SHOW SERVERS list. Lives inside the
-// client's session; the daemon's map points to it from register_client() until forget_client(),
+// client's session; the daemon's table points to it from register_client() until forget_client(),
 // and reads it only under its own mutex (so the session cannot end meanwhile) and `lock`.
 struct ClientSlot {
-  // Guards attached and server: the session writes them on every attach and detach.
+  // Guards attached, server and server_key: the session writes them on every attach and detach.
   class SpinLock {
    public:
     void lock() noexcept {
@@ -101,18 +105,36 @@ struct ClientSlot {
    private:
     std::atomic_flag flag_;
   };
+  // Packed (it is in every client's session): the small fields first.
   mutable SpinLock lock;
   bool attached = false;
-  // While attached: the server connection's target (host, port; it lives as long as the
-  // connection, which the session holds while attached) and its BackendKeyData.
-  const BackendTarget* server = nullptr;
-  pg::BackendKey server_key;
-  // The client (constant after login).
+  // The client (constant after login): its port, and its address as addr_text() gives it.
   std::uint16_t client_port = 0;
+  enum class Family : std::uint8_t { none, inet, inet6, unix_socket };
+  Family family = Family::none;
+  std::array<unsigned char, 16> ip{};  // inet: the first 4 bytes; inet6: all (network order)
+  pg::BackendKey key;                  // the client's (fake) BackendKeyData (register_client())
+  // While attached: its BackendKeyData, and the server connection's target (host, port; it lives
+  // as long as the connection, which the session holds while attached).
+  pg::BackendKey server_key;
+  const BackendTarget* server = nullptr;
   std::int64_t connect_time = 0;  // Unix seconds
-  std::string user, addr, cclass;
-  const std::string* database = nullptr;  // its pool's (PoolEntry::database)
+  std::string user;
+  std::unique_ptr<const std::string> cclass;  // null: the default class (most clients)
+  const std::string* database = nullptr;      // its pool's (PoolEntry::database)
+
+  // Sets family, ip and client_port from getpeername()'s address.
+  void set_peer(const ::sockaddr_storage& peer) noexcept;
+  // "127.0.0.1", "::1", "unix", or "" (unknown).
+  std::string addr_text() const;
 };
+
+// The 64 bits of a BackendKeyData (pid high, key low), and those of a slot's client.
+inline std::uint64_t key_bits(pg::BackendKey k) {
+  return (std::uint64_t{static_cast<std::uint32_t>(k.pid)} << 32) |
+         static_cast<std::uint32_t>(k.key);
+}
+inline std::uint64_t slot_key(const ClientSlot& slot) { return key_bits(slot.key); }
 
 // A copy of a ClientSlot (Daemon::clients()).
 struct ClientInfo {
@@ -160,8 +182,8 @@ class Daemon {
   // network beyond a due server_check_query or purity reset of the connection it closes.
   bool evict_idle(const PoolEntry& entry);
 
-  // A fresh fake BackendKeyData for a client, mapped to its slot until forget_client() (which
-  // the slot's owner must call before the slot goes).
+  // A fresh fake BackendKeyData for a client (also put in slot->key), mapped to its slot until
+  // forget_client() (which the slot's owner must call before the slot goes).
   pg::BackendKey register_client(ClientSlot* slot);
   void forget_client(pg::BackendKey key);
   // Forwards a client's CancelRequest to the server connection it is on (in the background).
@@ -191,7 +213,7 @@ class Daemon {
   std::shared_ptr<const Config> config_;                        // guarded by mutex_
   std::shared_ptr<const std::map<std::string, Secret>> users_;  // guarded by mutex_
   std::map<std::pair<std::string, std::string>, std::shared_ptr<PoolEntry>> pools_;  // mutex_
-  std::map<std::uint64_t, ClientSlot*> cancel_;                  // guarded by mutex_
+  PointerTable<ClientSlot, &slot_key> cancel_;                  // guarded by mutex_
   std::map<std::string, std::shared_ptr<DbLimit>> limits_;       // by database; mutex_
   std::unique_ptr<Impl> impl_;
 };

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <asio/bind_allocator.hpp>
+#include <asio/associated_allocator.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -186,7 +186,7 @@ class Session {
 
   ~Session() {
     if (server_) detach(false);  // the coroutine was destroyed (shutdown): never reuse unchecked
-    if (registered_) d_.forget_client(fake_key_);
+    if (registered_) d_.forget_client(slot_.key);
     if (counted_) d_.leave_client();
     if (pool_) pool_->clients.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -224,15 +224,22 @@ class Session {
         }
       });
     }
-    self.client_.async_wait(
-        Socket::wait_read,
-        asio::bind_allocator(ExactAllocator<void>(), [s = std::move(s)](const std::error_code& ec) {
-          s->parked_ = false;
-          if (s->timer_) s->timer_->cancel();
-          auto ex = s->client_.get_executor();
-          asio::co_spawn(ex, resume(s, ec), asio::detached);
-        }));
+    self.client_.async_wait(Socket::wait_read, Wake{std::move(s)});
   }
+
+  // The parked client's wait handler: owns the session. Its allocator is a member type rather
+  // than asio::bind_allocator's (whose allocator member takes a padded word in the wait).
+  struct Wake {
+    std::shared_ptr<Session> s;
+    using allocator_type = ExactAllocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
+    void operator()(const std::error_code& ec) {
+      s->parked_ = false;
+      if (s->timer_) s->timer_->cancel();
+      auto ex = s->client_.get_executor();
+      asio::co_spawn(ex, resume(std::move(s), ec), asio::detached);
+    }
+  };
 
   // The relay from a parked (or just logged-in) client's wake-up until it is idle again (parked
   // anew) or gone. ec: the wait's outcome.
@@ -274,15 +281,21 @@ class Session {
                                                     asio::experimental::as_tuple(use_awaitable));
     co_return !ec;
   }
+  std::string& out() {
+    if (!out_) out_ = std::make_unique<std::string>();
+    return *out_;
+  }
+  // Writes what out() holds and frees it.
   asio::awaitable<bool> flush_out() {
-    const bool ok = co_await write_client(out_.data(), out_.size());
-    out_.clear();
+    if (!out_) co_return true;
+    const bool ok = co_await write_client(out_->data(), out_->size());
+    out_.reset();
     co_return ok;
   }
   // Sends an ErrorResponse (FATAL ends the session: callers return after it).
   asio::awaitable<void> fail(std::string_view sqlstate, std::string_view message,
                              std::string_view severity = "FATAL") {
-    pg::put_error_response(out_, severity, sqlstate, message);
+    pg::put_error_response(out(), severity, sqlstate, message);
     co_await flush_out();
     if (severity == "FATAL")
       d_.log().info("client " + slot_.user + "@" + database() + " closed: " + std::string(message));
@@ -382,14 +395,14 @@ class Session {
             "28000", "not allowed: " + quote(slot_.user) + " is in neither admin_users nor stats_users");
         co_return false;
       }
-      pg::put_parameter_status(out_, "server_version", "15.0 (reservoird 0.1.0)");
-      pg::put_parameter_status(out_, "client_encoding", "UTF8");
-      pg::put_parameter_status(out_, "server_encoding", "UTF8");
-      pg::put_parameter_status(out_, "DateStyle", "ISO, MDY");
-      pg::put_parameter_status(out_, "standard_conforming_strings", "on");
-      pg::put_parameter_status(out_, "integer_datetimes", "on");
-      pg::put_backend_key_data(out_, {0, 0});
-      pg::put_ready_for_query(out_, 'I');
+      pg::put_parameter_status(out(), "server_version", "15.0 (reservoird 0.1.0)");
+      pg::put_parameter_status(out(), "client_encoding", "UTF8");
+      pg::put_parameter_status(out(), "server_encoding", "UTF8");
+      pg::put_parameter_status(out(), "DateStyle", "ISO, MDY");
+      pg::put_parameter_status(out(), "standard_conforming_strings", "on");
+      pg::put_parameter_status(out(), "integer_datetimes", "on");
+      pg::put_backend_key_data(out(), {0, 0});
+      pg::put_ready_for_query(out(), 'I');
       if (!co_await flush_out()) co_return false;
       co_await admin_console(admin);
       co_return false;
@@ -437,28 +450,15 @@ class Session {
     if (const std::string* app = login_->startup.param("application_name")) application_name_ = *app;
     purity_ = copts.purity;
 
-    slot_.cclass = copts.cclass;
+    if (!copts.cclass.empty()) slot_.cclass = std::make_unique<const std::string>(copts.cclass);
     slot_.connect_time = static_cast<std::int64_t>(std::time(nullptr));
     {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
-      if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-        char text[INET6_ADDRSTRLEN] = "";
-        if (peer.ss_family == AF_INET) {
-          const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
-          ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-          slot_.client_port = ntohs(a->sin_port);
-        } else if (peer.ss_family == AF_INET6) {
-          const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
-          ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-          slot_.client_port = ntohs(a->sin6_port);
-        } else {
-          std::snprintf(text, sizeof text, "unix");
-        }
-        slot_.addr = text;
-      }
+      if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len) == 0)
+        slot_.set_peer(peer);
     }
-    fake_key_ = d_.register_client(&slot_);
+    d_.register_client(&slot_);
     registered_ = true;
 
     auto server_params = pool_->server_params();
@@ -468,15 +468,14 @@ class Session {
       // The pool's set, but the client's own application_name (it is SET on each server
       // connection it gets).
       for (const auto& [k, v] : *server_params)
-        if (k != "application_name") pg::put_parameter_status(out_, k, v);
-      pg::put_parameter_status(out_, "application_name", application_name_);
+        if (k != "application_name") pg::put_parameter_status(out(), k, v);
+      pg::put_parameter_status(out(), "application_name", application_name_);
       app_name_sent_ = true;
       client_params_ = std::move(server_params);
     }
-    pg::put_backend_key_data(out_, fake_key_);
-    pg::put_ready_for_query(out_, 'I');
+    pg::put_backend_key_data(out(), slot_.key);
+    pg::put_ready_for_query(out(), 'I');
     if (!co_await flush_out()) co_return false;
-    std::string().swap(out_);  // login's messages were the longest; later ones are small
     timer_.reset();            // startup's; made again if a timeout needs one
     login_.reset();
     if (server_ && mode_ != PoolMode::session && can_release()) detach(true);
@@ -492,17 +491,17 @@ class Session {
       bool answer = true;
       try {
         if (m->type == pg::fe::kQuery) {
-          run_admin_command(d_, pg::parse_query(m->body), may_control, out_);
+          run_admin_command(d_, pg::parse_query(m->body), may_control, out());
         } else if (m->type != pg::fe::kSync) {
-          pg::put_error_response(out_, "ERROR", "0A000",
+          pg::put_error_response(out(), "ERROR", "0A000",
                                  "the admin console takes simple queries only");
           answer = false;
         }
       } catch (const std::exception& e) {
-        out_.clear();
-        pg::put_error_response(out_, "ERROR", "08P01", e.what());
+        out().clear();
+        pg::put_error_response(out(), "ERROR", "08P01", e.what());
       }
-      if (answer) pg::put_ready_for_query(out_, 'I');
+      if (answer) pg::put_ready_for_query(out(), 'I');
       if (!co_await flush_out()) co_return;
     }
   }
@@ -510,7 +509,7 @@ class Session {
   asio::awaitable<bool> authenticate() {
     const AuthType type = cfg_->auth_type;
     if (type == AuthType::trust) {
-      pg::put_auth_ok(out_);
+      pg::put_auth_ok(out());
       co_return true;
     }
     auto users = d_.users();
@@ -526,7 +525,7 @@ class Session {
     bool ok = false;
     try {
       if (type == AuthType::plain) {
-        pg::put_auth_cleartext(out_);
+        pg::put_auth_cleartext(out());
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
@@ -537,7 +536,7 @@ class Session {
         std::array<unsigned char, 4> salt{};
         const std::string random = random_bytes(salt.size());  // OpenSSL: cheap and unguessable
         std::memcpy(salt.data(), random.data(), std::min(random.size(), salt.size()));
-        pg::put_auth_md5(out_, salt);
+        pg::put_auth_md5(out(), salt);
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
@@ -545,19 +544,19 @@ class Session {
       } else {
         ScramServer scram(*secret);
         const std::vector<std::string> mechanisms{"SCRAM-SHA-256"};
-        pg::put_auth_sasl(out_, mechanisms);
+        pg::put_auth_sasl(out(), mechanisms);
         if (!co_await flush_out()) co_return false;
         auto m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
         const pg::SaslInitial init = pg::parse_sasl_initial_response(m->body);
         if (init.mechanism != "SCRAM-SHA-256")
           throw AuthError("client selected an invalid SASL authentication mechanism");
-        pg::put_auth_sasl_continue(out_, scram.first(init.data));
+        pg::put_auth_sasl_continue(out(), scram.first(init.data));
         if (!co_await flush_out()) co_return false;
         m = co_await read_auth_message();
         if (!m || m->type != pg::fe::kPassword) co_return false;
         const std::string final_message = scram.final(m->body);  // throws on a wrong proof
-        pg::put_auth_sasl_final(out_, final_message);
+        pg::put_auth_sasl_final(out(), final_message);
         ok = true;
       }
     } catch (const AuthError& e) {
@@ -567,11 +566,11 @@ class Session {
       ok = false;
     }
     if (!ok) {
-      out_.clear();
+      out().clear();
       co_await fail("28P01", denied);
       co_return false;
     }
-    pg::put_auth_ok(out_);
+    pg::put_auth_ok(out());
     co_return true;
   }
 
@@ -584,7 +583,7 @@ class Session {
 
   AcquireOptions acquire_options() const {
     AcquireOptions o;
-    o.cclass = slot_.cclass;
+    if (slot_.cclass) o.cclass = *slot_.cclass;
     o.purity = purity_;
     return o;
   }
@@ -748,7 +747,7 @@ class Session {
     // The client keeps what it was told: tell it what differs on this server connection.
     const PoolEntry::Params& now = server_->parameters();
     if (!client_params_) {  // told nothing yet (login): all of it, and share the pool's set
-      for (const auto& [k, v] : now) pg::put_parameter_status(out_, k, v);
+      for (const auto& [k, v] : now) pg::put_parameter_status(out(), k, v);
       auto shared = pool_->server_params();
       client_params_ = shared && *shared == now ? std::move(shared)
                                                 : std::make_shared<const PoolEntry::Params>(now);
@@ -759,7 +758,7 @@ class Session {
     } else {
       for (const auto& [k, v] : now) {
         if (!seen_param(k, v)) {
-          pg::put_parameter_status(out_, k, v);
+          pg::put_parameter_status(out(), k, v);
           see_param(k, v);
         }
       }
@@ -890,6 +889,9 @@ class Session {
     using asio::experimental::deferred;
     // The side a wait found readable: read without trying the other one first.
     enum class Ready : std::uint8_t { unknown, client, server } ready = Ready::unknown;
+    // Lent while bytes move (see lend()); in this frame, so a parked client holds none.
+    Buffer<kClientBuffer> cbuf_;
+    Buffer<kServerBuffer> sbuf_;
     while (true) {
       cbuf_.reset();
       sbuf_.reset();
@@ -901,7 +903,8 @@ class Session {
           co_return true;
         }
         if (got <= 0) co_return false;  // the client left (or its socket failed)
-        if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return false;
+        if (!co_await from_client_chunk(cbuf_.get(), static_cast<std::size_t>(got)))
+          co_return false;
         continue;
       }
       if (outstanding_ > 0 && !unsynced_ && !copy_) {
@@ -913,7 +916,7 @@ class Session {
           co_await server_lost();
           co_return false;
         }
-        if (!co_await from_server_chunk(n)) co_return false;
+        if (!co_await from_server_chunk(sbuf_.get(), n)) co_return false;
         continue;
       }
       // Either side may speak: an idle session-mode client (notifications), an open transaction,
@@ -927,7 +930,8 @@ class Session {
             co_await server_lost();
             co_return false;
           }
-          if (!co_await from_server_chunk(static_cast<std::size_t>(got))) co_return false;
+          if (!co_await from_server_chunk(sbuf_.get(), static_cast<std::size_t>(got)))
+            co_return false;
           continue;
         }
         sbuf_.reset();
@@ -938,7 +942,8 @@ class Session {
         if (got != kNothingYet) {
           ready = Ready::unknown;
           if (got <= 0) co_return false;  // serve() gives the server connection back (or closes)
-          if (!co_await from_client_chunk(static_cast<std::size_t>(got))) co_return false;
+          if (!co_await from_client_chunk(cbuf_.get(), static_cast<std::size_t>(got)))
+            co_return false;
           continue;
         }
         cbuf_.reset();
@@ -980,9 +985,8 @@ class Session {
   }
 
   // Client bytes: count what needs answers, stop at Terminate, forward the rest.
-  asio::awaitable<bool> from_client_chunk(std::size_t n) {
+  asio::awaitable<bool> from_client_chunk(const char* p, std::size_t n) {
     std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
-    const char* p = cbuf_.get();
     std::size_t forward = n;
     bool terminate = false;
     try {
@@ -1038,7 +1042,7 @@ class Session {
           co_await timer().async_wait(asio::experimental::as_tuple(use_awaitable));
         }
         if (!co_await attach()) co_return false;
-        if (!out_.empty() && !co_await flush_out()) co_return false;
+        if (out_ && !co_await flush_out()) co_return false;
       }
       auto [ec, written] = co_await asio::async_write(*server_sock_, asio::buffer(p, forward),
                                                       asio::experimental::as_tuple(use_awaitable));
@@ -1051,9 +1055,8 @@ class Session {
   }
 
   // Server bytes: note ReadyForQuery and ParameterStatus, forward the chunk, maybe release.
-  asio::awaitable<bool> from_server_chunk(std::size_t n) {
+  asio::awaitable<bool> from_server_chunk(const char* p, std::size_t n) {
     std::string error_state = "08P01", error_text;  // out of catch blocks (no co_await there)
-    const char* p = sbuf_.get();
     bool ready = false;
     std::size_t refused_at = 0;  // statement mode: where the ReadyForQuery opening a block starts
     try {
@@ -1122,40 +1125,29 @@ class Session {
     co_return true;
   }
 
+  // Ordered to pack (the session is most of an idle client's memory): pointers and objects
+  // first, the small fields at the end.
   Daemon& d_;
   Socket client_;
   std::unique_ptr<asio::steady_timer> timer_;  // see timer(): made when first needed
   std::shared_ptr<const Config> cfg_;
   std::string application_name_;  // the client's (startup packet, then its own SETs)
-  Purity purity_ = Purity::self;  // DRCP purity asked for at startup (the class: slot_.cclass)
-  PoolMode mode_ = PoolMode::session;
-  PoolEntry* pool_ = nullptr;  // the daemon's pools live as long as it does
-  // The client's user, database and class (constant after login), and where a cancel goes: in
-  // the daemon's map of clients (SHOW CLIENTS, CancelRequest) from login to the destructor.
+  PoolEntry* pool_ = nullptr;     // the daemon's pools live as long as it does
+  // The client's user, database and class (constant after login), its fake BackendKeyData, and
+  // where a cancel goes: in the daemon's table of clients (SHOW CLIENTS, CancelRequest) from
+  // login to the destructor.
   ClientSlot slot_;
-  pg::BackendKey fake_key_;
-  bool registered_ = false;
-  bool counted_ = false;
-  bool reserve_held_ = false;  // server_ is one of the pool's reserve_pool_size extras
 
   Lease lease_;
   BackendConnection* server_ = nullptr;
   asio::posix::stream_descriptor* server_sock_ = nullptr;  // server_'s, on this loop
   std::shared_ptr<const PoolEntry::Params> client_params_;  // see seen_param()
-  bool app_name_sent_ = false;
-  bool parked_ = false;        // waiting in park()
-  bool idle_expired_ = false;  // client_idle_timeout while parked
 
-  pg::MessageScanner from_client_;
-  pg::MessageScanner from_server_;
-  int outstanding_ = 0;    // Query/Sync/FunctionCall sent without their ReadyForQuery yet
-  bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
-  bool copy_ = false;      // COPY FROM STDIN (or COPY BOTH) in progress
-  bool named_ = false;     // named prepared statements on server_ (see forget_named())
-
-  Buffer<kClientBuffer> cbuf_;  // lent while in use (see lend())
-  Buffer<kServerBuffer> sbuf_;
-  std::string out_;  // messages of our own for the client
+  pg::FrameScanner from_client_;    // frames only: no body of the client's is needed
+  pg::MessageScanner from_server_;  // with the bodies of ReadyForQuery and ParameterStatus
+  // Messages of our own for the client, made when the first is put (out()) and freed when
+  // flushed: most clients have none most of the time.
+  std::unique_ptr<std::string> out_;
   // What only startup and login (and the admin console) need: freed once a client is in.
   struct LoginState {
     pg::StartupPacket startup;
@@ -1164,6 +1156,19 @@ class Session {
     std::size_t used = 0;
   };
   std::unique_ptr<LoginState> login_ = std::make_unique<LoginState>();
+
+  int outstanding_ = 0;    // Query/Sync/FunctionCall sent without their ReadyForQuery yet
+  Purity purity_ = Purity::self;  // DRCP purity asked for at startup (the class: slot_.cclass)
+  PoolMode mode_ = PoolMode::session;
+  bool unsynced_ = false;  // extended-protocol messages sent since the last Sync
+  bool copy_ = false;      // COPY FROM STDIN (or COPY BOTH) in progress
+  bool named_ = false;     // named prepared statements on server_ (see forget_named())
+  bool registered_ = false;
+  bool counted_ = false;
+  bool reserve_held_ = false;  // server_ is one of the pool's reserve_pool_size extras
+  bool app_name_sent_ = false;
+  bool parked_ = false;        // waiting in park()
+  bool idle_expired_ = false;  // client_idle_timeout while parked
 };
 
 }  // namespace

@@ -748,7 +748,15 @@ TEST_F(PgReservoirdTest, AdminConsole) {
   ASSERT_EQ(cclass.size(), 1u);
   EXPECT_EQ(cclass[0]["cclass"], "REPORTING");
   EXPECT_GE(std::stoi(cclass[0]["num_requests"]), 1);
-  EXPECT_EQ(rows(admin.get(), "SHOW CLIENTS").size(), 1u);  // the console is not a pool client
+  auto clients = rows(admin.get(), "SHOW CLIENTS");
+  ASSERT_EQ(clients.size(), 1u);  // the console is not a pool client
+  EXPECT_EQ(clients[0]["type"], "C");
+  EXPECT_EQ(clients[0]["user"], pg().user);
+  EXPECT_EQ(clients[0]["database"], "tx");
+  EXPECT_EQ(clients[0]["state"], "idle");
+  EXPECT_EQ(clients[0]["addr"], "127.0.0.1");
+  EXPECT_GT(std::stoi(clients[0]["port"]), 0);
+  EXPECT_EQ(clients[0]["cclass"], "REPORTING");
   EXPECT_EQ(rows(admin.get(), "SHOW SERVERS").size(), 0u);  // the client is between transactions
   EXPECT_EQ(rows(admin.get(), "SHOW STATS").size(), 1u);
   EXPECT_EQ(rows(admin.get(), "SHOW DATABASES").size(), 4u);
