@@ -996,11 +996,15 @@ void Engine::release(Slot* slot, bool drop, const std::string_view* new_tag) noe
 }
 
 void Engine::hand_off_or_wake(Slot& slot) noexcept {
-  std::lock_guard lk(mutex_);
-  hand_off_or_wake_locked(slot);
+  Waiter* later = nullptr;
+  {
+    std::lock_guard lk(mutex_);
+    hand_off_or_wake_locked(slot, &later);
+  }
+  if (later != nullptr) later->notify_pinned();
 }
 
-void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
+void Engine::hand_off_or_wake_locked(Slot& slot, Waiter** later) noexcept {
   if (queue_.empty()) return;
   const auto t = RealClock::now();
   // The time between releases while acquirers wait, averaged over the last few (1/8 weight);
@@ -1017,16 +1021,20 @@ void Engine::hand_off_or_wake_locked(Slot& slot) noexcept {
     if (slot.state.compare_exchange_strong(expected, SlotState::in_use)) {
       front->handed = &slot;
       front->signalled = true;
-      front->wake();
+      if (later != nullptr) {
+        *later = front->wake_later();
+      } else {
+        front->wake();
+      }
       return;
     }
   }
   // Wake a waiter of this connection's user; in a heterogeneous pool at the cap, any waiter
   // (it may evict this connection to make room for its own user).
   if (front != nullptr) {
-    queue_.wake_one(user, false);
+    queue_.wake_one(user, false, later);
   } else {
-    queue_.wake_one(0, true);
+    queue_.wake_one(0, true, later);
   }
 }
 

@@ -228,8 +228,12 @@ class Engine : public std::enable_shared_from_this<Engine> {
   bool must_discard(Slot& slot, time_point now, CloseReason& why) noexcept;
   void close_all(const std::vector<PendingClose>& closes) noexcept;
   void on_capacity_freed(bool refill) noexcept;       // takes mutex_
-  void hand_off_or_wake(Slot& slot) noexcept;         // takes mutex_
-  void hand_off_or_wake_locked(Slot& slot) noexcept;  // REQUIRES(mutex_)
+  // After a release with waiters: hands the connection to the oldest waiter past its starvation
+  // bound, or wakes one. hand_off_or_wake() notifies a synchronous waiter after leaving mutex_;
+  // the _locked form notifies under it, or, given later, pins the waiter there for the caller
+  // to notify (Waiter::notify_pinned) once it has left mutex_.
+  void hand_off_or_wake(Slot& slot) noexcept;  // takes mutex_
+  void hand_off_or_wake_locked(Slot& slot, Waiter** later = nullptr) noexcept;  // REQUIRES(mutex_)
   void enqueue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
   void dequeue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
   bool any_idle() const noexcept;

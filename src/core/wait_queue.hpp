@@ -7,9 +7,11 @@
 // mutex and which must only schedule the coroutine's resumption, never run it inline.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <thread>
 
 namespace reservoir::core {
 
@@ -29,6 +31,17 @@ struct Waiter {
   Waiter* prev = nullptr;
   Waiter* next = nullptr;
   bool queued = false;
+  // A releaser that will notify cv after leaving the engine's mutex (so that the woken thread
+  // does not wake only to block on that mutex) pins the waiter first: the waiter's owner cannot
+  // destroy it, and so cv, until the notify is done.
+  std::atomic<std::uint32_t> pins{0};
+
+  Waiter() = default;
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
+  ~Waiter() {
+    while (pins.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  }
 
   void wake() noexcept {
     if (notify != nullptr) {
@@ -36,6 +49,22 @@ struct Waiter {
     } else {
       cv.notify_one();
     }
+  }
+
+  // As wake(), but a synchronous waiter is pinned and returned, for notify_pinned() once the
+  // caller has left the mutex; nullptr when it was woken now (asynchronous waiters always are:
+  // their notify only schedules a resumption).
+  Waiter* wake_later() noexcept {
+    if (notify != nullptr) {
+      notify(*this);
+      return nullptr;
+    }
+    pins.fetch_add(1, std::memory_order_relaxed);
+    return this;
+  }
+  void notify_pinned() noexcept {
+    cv.notify_one();
+    pins.fetch_sub(1, std::memory_order_release);  // after this the waiter may be gone
   }
 };
 
@@ -86,13 +115,20 @@ class WaitQueue {
   // one each, because a releasing thread usually takes its connection back before the woken
   // ones run, so the rest would wake for nothing. The engine passes the wake-up on when the
   // woken waiter leaves the queue while connections are still free (Engine::dequeue).
-  void wake_one(std::uint64_t user_hash, bool all_users) noexcept {
+  //
+  // later: nullptr, or where to put a synchronous waiter to notify after the mutex is left
+  // (Waiter::wake_later; the caller must then call notify_pinned() on it).
+  void wake_one(std::uint64_t user_hash, bool all_users, Waiter** later = nullptr) noexcept {
     for (Waiter* w = head_; w != nullptr; w = w->next) {
       if (w->preparing || w->handed != nullptr) continue;
       if (!all_users && w->user_hash != user_hash) continue;
       if (w->signalled) return;
       w->signalled = true;
-      w->wake();
+      if (later != nullptr) {
+        *later = w->wake_later();
+      } else {
+        w->wake();
+      }
       return;
     }
   }
