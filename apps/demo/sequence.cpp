@@ -3,6 +3,7 @@
 
 #include <array>
 #include <string>
+#include <string_view>
 
 #include "reservoir/error.hpp"
 #include "reservoir/value.hpp"
@@ -39,6 +40,21 @@ const SequenceSql* find_sql(std::string_view scheme) {
                              "' (it knows " + known + ")");
 }
 
+// Runs a CREATE ... IF NOT EXISTS. On PostgreSQL, IF NOT EXISTS does not guard against another
+// session creating the same name at the same moment: the loser gets 23505 (the catalog's unique
+// index) or 42P07. Another demo on the same database (or a test running beside this one) did the
+// work then, so once the other's transaction is over the statement succeeds: it is run again.
+void execute_create(reservoir::Connection& conn, std::string_view sql) {
+  try {
+    conn.execute(sql);
+  } catch (const reservoir::Error& e) {
+    if (e.code() != reservoir::ErrorCode::query_failed ||
+        (e.sqlstate() != "23505" && e.sqlstate() != "42P07"))
+      throw;
+    conn.execute(sql);
+  }
+}
+
 }  // namespace
 
 Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(find_sql(dsn.scheme)) {
@@ -52,7 +68,7 @@ Sequence::Sequence(const reservoir::Dsn& dsn) : sql_(find_sql(dsn.scheme)) {
 
 void Sequence::create(reservoir::Connection& conn) {
   if (sql_ != nullptr) {
-    conn.execute(sql_->create);
+    execute_create(conn, sql_->create);
     return;
   }
   // ODBC: the first SQL dialect whose sequence works on this database wins (PostgreSQL, then
@@ -61,7 +77,7 @@ void Sequence::create(reservoir::Connection& conn) {
   for (const SequenceSql& sql : kSequences) {
     try {
       sql_ = &sql;
-      conn.execute(sql.create);
+      execute_create(conn, sql.create);
       (void)next(conn);
       return;
     } catch (const reservoir::Error& e) {

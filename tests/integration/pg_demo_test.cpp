@@ -10,8 +10,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "support/fake_driver.hpp"
 #include "support/postgres_fixture.hpp"
 
 // Set by tests/CMakeLists.txt to $<TARGET_FILE:reservoir_demo>; empty when the apps are not built.
@@ -119,6 +121,49 @@ TEST_F(PgDemoTest, MoreThreadsThanConnectionsWaitTheirTurn) {
     for (const auto v : values) EXPECT_GT(v, before) << "thread " << thread;
   }
   EXPECT_NE(run.output.find("get mode wait"), std::string::npos) << run.output;
+}
+
+// Demos that create the sequence at the same moment: each runs CREATE SEQUENCE IF NOT EXISTS,
+// which PostgreSQL does not guard against a concurrent creator (the loser gets 23505 or 42P07).
+// The test makes the race certain: it creates the sequence in a transaction of its own, lets
+// every demo block on that uncommitted name, then commits; each demo's CREATE then fails with
+// 23505, and the demo must still run. A schema of the test's own (search_path in the DSN's
+// options) keeps other tests' demos out of it.
+TEST_F(PgDemoTest, DemosCreatingTheSequenceAtOnceAllRun) {
+  const std::string schema = unique_name("demo");
+  connect()->execute("CREATE SCHEMA " + schema);
+  const std::string dsn =
+      pg().dsn_for(pg().user, pg().password, pg().database,
+                   "application_name=" + schema + "&options=-c%20search_path%3D" + schema);
+  auto creator = connect();
+  creator->begin();
+  creator->execute("CREATE SEQUENCE " + schema + ".reservoir_demo_seq");
+  constexpr int kDemos = 4;
+  std::vector<DemoRun> runs(kDemos);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kDemos; ++i)
+    threads.emplace_back([&, i] { runs[i] = run_demo({"--dsn", dsn, "--hold-ms", "0"}); });
+  auto watcher = connect();
+  const bool all_blocked = testing::eventually(
+      [&] {
+        return watcher
+                   ->query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+                           "AND wait_event_type = 'Lock'",
+                           schema)[0][0]
+                   .as<std::int64_t>() == kDemos;
+      },
+      std::chrono::seconds(30));
+  creator->commit();
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(all_blocked) << "the demos did not all wait for the test's CREATE SEQUENCE";
+  std::set<std::int64_t> all;
+  for (const DemoRun& run : runs) {
+    check(run, 2);
+    for (const auto& [thread, values] : fetches(run.output)) all.insert(values.begin(), values.end());
+  }
+  // One sequence served them all: no value twice across the runs.
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kDemos) * 2 * 4);
+  connect()->execute("DROP SCHEMA " + schema + " CASCADE");
 }
 
 }  // namespace
