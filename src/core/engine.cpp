@@ -538,7 +538,7 @@ Engine::Step Engine::next_step(AcquireRun& run) {
       throw Error(ErrorCode::pool_exhausted, msg);
     }
     if (!w.queued) {
-      enqueue(w);
+      enqueue(w, run.deadline);
       waits_.fetch_add(1, std::memory_order_relaxed);
       if (r.cls != nullptr) r.cls->waits.fetch_add(1, std::memory_order_relaxed);
       run.look = true;  // a release may have come before we counted ourselves
@@ -1096,9 +1096,20 @@ std::chrono::nanoseconds Engine::starvation_bound(std::uint32_t ahead,
                                               kStarvationBoundMax);
 }
 
-void Engine::enqueue(Waiter& w) noexcept {
+Engine::RealClock::time_point Engine::handoff_time(RealClock::time_point since,
+                                                   RealClock::time_point deadline,
+                                                   std::uint32_t ahead,
+                                                   std::chrono::nanoseconds release_gap) noexcept {
+  const RealClock::time_point at = since + starvation_bound(ahead, release_gap);
+  // A waiter with a short wait_timeout is handed connections from half of it on at the latest,
+  // so that newcomers cannot take every release until it times out.
+  if (deadline == RealClock::time_point::max()) return at;
+  return std::min(at, since + (deadline - since) / 2);
+}
+
+void Engine::enqueue(Waiter& w, RealClock::time_point deadline) noexcept {
   w.handoff_at =
-      w.since + starvation_bound(queue_.size(), std::chrono::nanoseconds(release_gap_ns_));
+      handoff_time(w.since, deadline, queue_.size(), std::chrono::nanoseconds(release_gap_ns_));
   queue_.push(w);
   const std::uint32_t n = waiters_.fetch_add(1) + 1;  // seq_cst: see engine.hpp
   max_waiting_ = std::max(max_waiting_, n);

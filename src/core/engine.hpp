@@ -41,7 +41,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // connections handed to it directly; younger ones compete with newcomers (Go's sync.Mutex
   // rule). The bound is kFairShareFactor times the wait that strict first-come-first-served
   // would give it (the waiters ahead of it, and itself, times the recent time between
-  // releases), and at least kStarvationBound, at most kStarvationBoundMax.
+  // releases), and at least kStarvationBound, at most kStarvationBoundMax; for a waiter with a
+  // deadline, at most half its wait (Engine::enqueue).
   static constexpr auto kStarvationBound = std::chrono::milliseconds(1);
   static constexpr auto kStarvationBoundMax = std::chrono::milliseconds(10);
   static constexpr std::int64_t kFairShareFactor = 4;
@@ -49,6 +50,11 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // `release_gap` (0: not known yet). Pure; exposed for tests.
   static std::chrono::nanoseconds starvation_bound(std::uint32_t ahead,
                                                    std::chrono::nanoseconds release_gap) noexcept;
+  // When a waiter that began at since, gives up at deadline (time_point::max(): never) and
+  // found `ahead` waiters queued gets released connections handed to it. Pure; for tests.
+  static RealClock::time_point handoff_time(RealClock::time_point since,
+                                            RealClock::time_point deadline, std::uint32_t ahead,
+                                            std::chrono::nanoseconds release_gap) noexcept;
 
   // Checks options, opens min connections, starts maintenance, returns the engine. The returned
   // pointer's deleter retires the engine (see retire()).
@@ -234,7 +240,8 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // to notify (Waiter::notify_pinned) once it has left mutex_.
   void hand_off_or_wake(Slot& slot) noexcept;  // takes mutex_
   void hand_off_or_wake_locked(Slot& slot, Waiter** later = nullptr) noexcept;  // REQUIRES(mutex_)
-  void enqueue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
+  // Queues w; its starvation bound ends at the latest half-way to deadline.
+  void enqueue(Waiter& w, RealClock::time_point deadline) noexcept;  // REQUIRES(mutex_)
   void dequeue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
   bool any_idle() const noexcept;
   // Heterogeneous pools at max: closes the least recently used idle connection of another user.

@@ -36,6 +36,18 @@ TEST(StarvationBound, IsFourFairWaitsBetweenOneAndTenMilliseconds) {
   EXPECT_LT(Engine::starvation_bound(20, 50us), Engine::starvation_bound(40, 50us));
 }
 
+TEST(StarvationBound, AWaiterWithADeadlineIsHandedConnectionsFromHalfItsWaitAtTheLatest) {
+  const auto since = std::chrono::steady_clock::now();
+  constexpr auto never = std::chrono::steady_clock::time_point::max();
+  // Without a deadline (get mode wait), and with a long one: the bound alone (10 ms here).
+  EXPECT_EQ(Engine::handoff_time(since, never, 0, 1s), since + 10ms);
+  EXPECT_EQ(Engine::handoff_time(since, since + 5s, 0, 1s), since + 10ms);
+  // A wait_timeout of 12 ms: from 6 ms on, not 10.
+  EXPECT_EQ(Engine::handoff_time(since, since + 12ms, 0, 1s), since + 6ms);
+  // Below the 1 ms floor too: a 1 ms timeout is handed connections after 0.5 ms.
+  EXPECT_EQ(Engine::handoff_time(since, since + 1ms, 0, 0ns), since + 500us);
+}
+
 // A waiter past its bound is handed the released connection inside release() itself: the
 // releasing thread, asking again at once, finds none free although the waiter has not taken it
 // yet. (Without the hand-off the released connection would be idle, and the releasing thread's
