@@ -466,7 +466,6 @@ void Engine::begin_run(AcquireRun& run, const Request& r, GetMode mode,
   run.mode = mode;
   run.start = RealClock::now();
   run.deadline = mode == GetMode::wait ? RealClock::time_point::max() : run.start + wait_timeout;
-  run.w.since = run.start;
   run.w.user_hash = r.user_hash;
   run.normal_worst = r.tag_hash == 0 || r.options->match_any_tag ? Fit::other_tag : Fit::untagged;
 }
@@ -538,7 +537,7 @@ Engine::Step Engine::next_step(AcquireRun& run) {
       throw Error(ErrorCode::pool_exhausted, msg);
     }
     if (!w.queued) {
-      enqueue(w, run.deadline);
+      enqueue(w, run.start, run.deadline);
       waits_.fetch_add(1, std::memory_order_relaxed);
       if (r.cls != nullptr) r.cls->waits.fetch_add(1, std::memory_order_relaxed);
       run.look = true;  // a release may have come before we counted ourselves
@@ -1021,11 +1020,7 @@ void Engine::hand_off_or_wake_locked(Slot& slot, Waiter** later) noexcept {
     if (slot.state.compare_exchange_strong(expected, SlotState::in_use)) {
       front->handed = &slot;
       front->signalled = true;
-      if (later != nullptr) {
-        *later = front->wake_later();
-      } else {
-        front->wake();
-      }
+      front->wake(later);
       return;
     }
   }
@@ -1107,9 +1102,10 @@ Engine::RealClock::time_point Engine::handoff_time(RealClock::time_point since,
   return std::min(at, since + (deadline - since) / 2);
 }
 
-void Engine::enqueue(Waiter& w, RealClock::time_point deadline) noexcept {
+void Engine::enqueue(Waiter& w, RealClock::time_point since,
+                     RealClock::time_point deadline) noexcept {
   w.handoff_at =
-      handoff_time(w.since, deadline, queue_.size(), std::chrono::nanoseconds(release_gap_ns_));
+      handoff_time(since, deadline, queue_.size(), std::chrono::nanoseconds(release_gap_ns_));
   queue_.push(w);
   const std::uint32_t n = waiters_.fetch_add(1) + 1;  // seq_cst: see engine.hpp
   max_waiting_ = std::max(max_waiting_, n);

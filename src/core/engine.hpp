@@ -240,8 +240,10 @@ class Engine : public std::enable_shared_from_this<Engine> {
   // to notify (Waiter::notify_pinned) once it has left mutex_.
   void hand_off_or_wake(Slot& slot) noexcept;  // takes mutex_
   void hand_off_or_wake_locked(Slot& slot, Waiter** later = nullptr) noexcept;  // REQUIRES(mutex_)
-  // Queues w; its starvation bound ends at the latest half-way to deadline.
-  void enqueue(Waiter& w, RealClock::time_point deadline) noexcept;  // REQUIRES(mutex_)
+  // Queues w for an acquire begun at since; its starvation bound ends at the latest half-way
+  // to deadline.
+  void enqueue(Waiter& w, RealClock::time_point since,
+               RealClock::time_point deadline) noexcept;  // REQUIRES(mutex_)
   void dequeue(Waiter& w) noexcept;                   // REQUIRES(mutex_)
   bool any_idle() const noexcept;
   // Heterogeneous pools at max: closes the least recently used idle connection of another user.

@@ -22,7 +22,6 @@ struct Waiter {
   // Asynchronous acquirers: called instead of cv.notify_one(), under the engine's mutex.
   void (*notify)(Waiter&) noexcept = nullptr;
   void* context = nullptr;                      // for notify
-  std::chrono::steady_clock::time_point since;       // real time: when it began
   std::chrono::steady_clock::time_point handoff_at;  // past its starvation bound (Engine)
   std::uint64_t user_hash = 0;  // heterogeneous pools: only this user's connections fit
   Slot* handed = nullptr;       // a releaser handed this waiter a connection
@@ -61,6 +60,14 @@ struct Waiter {
     }
     pins.fetch_add(1, std::memory_order_relaxed);
     return this;
+  }
+  // wake_later() into *later when later is given, else wake().
+  void wake(Waiter** later) noexcept {
+    if (later != nullptr) {
+      *later = wake_later();
+    } else {
+      wake();
+    }
   }
   void notify_pinned() noexcept {
     cv.notify_one();
@@ -124,11 +131,7 @@ class WaitQueue {
       if (!all_users && w->user_hash != user_hash) continue;
       if (w->signalled) return;
       w->signalled = true;
-      if (later != nullptr) {
-        *later = w->wake_later();
-      } else {
-        w->wake();
-      }
+      w->wake(later);
       return;
     }
   }
